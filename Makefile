@@ -1,0 +1,31 @@
+# hybrid_vla_ros: two commands for a machine without ROS.
+#   make demo   set up (if needed) and run the demo
+#   make test   set up (if needed) and run the whole test suite
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+ENV := source scripts/env.sh &&
+TESTS ?= hybrid_vla_ros/test
+PYTEST_ARGS ?=
+
+.PHONY: help setup test demo lint bench clean
+
+help:
+	@echo "make demo | make test | make setup | make lint | make bench | make clean"
+
+setup:
+	@bash scripts/setup.sh
+
+test: setup
+	@$(ENV) python -m pytest $(TESTS) $(PYTEST_ARGS)
+
+demo: setup
+	@$(ENV) python -m hybrid_vla_ros.cli demo
+
+lint: setup
+	@$(ENV) ruff check hybrid_vla_ros
+
+bench: setup
+	@$(ENV) for b in hybrid_vla_ros/bench/bench_*.py; do echo "== $$b"; python $$b; done
+
+clean:
+	rm -rf build install log .venv

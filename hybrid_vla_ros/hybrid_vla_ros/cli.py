@@ -1,0 +1,35 @@
+"""The ``hybrid-vla`` command line: one entry point, sub-commands registered by module.
+
+Each sub-command lives next to the code it drives and exposes ``add_arguments(parser)`` and
+``run(args) -> int``; this file only wires them up, importing heavy modules lazily so
+``hybrid-vla --help`` stays fast.
+"""
+import argparse
+import importlib
+import sys
+
+# sub-command -> (module, one-line help)
+COMMANDS = {
+    'demo': ('hybrid_vla_ros.demo', 'run the demo (see README)'),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog='hybrid-vla', description='Hierarchical hybrid VLA control for robot arms.')
+    sub = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args._module.run(args) or 0)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
