@@ -11,6 +11,8 @@ import sys
 # sub-command -> (module, one-line help)
 COMMANDS = {
     'demo': ('hybrid_vla_ros.demo', 'run the demo (see README)'),
+    'launch': ('hybrid_vla_ros.bringup.launch_command',
+               'bring up a node graph as OS processes (pip-only ros2 launch)'),
 }
 
 

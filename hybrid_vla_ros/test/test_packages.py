@@ -30,6 +30,7 @@ def test_msgs_package_generates_every_interface():
     assert 'rosidl_interface_packages' in [g.name for g in pkg.member_of_groups]
     cmake = open(os.path.join(REPO, 'hybrid_vla_msgs', 'CMakeLists.txt')).read()
     msgs = sorted(os.listdir(os.path.join(REPO, 'hybrid_vla_msgs', 'msg')))
+    assert '"srv/SetTask.srv"' in cmake
     assert msgs == ['ActionChunk.msg', 'ExpertSelection.msg', 'SubGoal.msg', 'SubGoalList.msg',
                     'Waypoint.msg', 'WaypointArray.msg']
     for m in msgs:

@@ -1,0 +1,1 @@
+"""Thin rclpy adapters: declare parameters, build pubs/subs/timers, delegate, publish."""

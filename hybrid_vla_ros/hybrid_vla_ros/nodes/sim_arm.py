@@ -1,0 +1,239 @@
+"""``sim_arm``: the MuJoCo arm behind the interfaces ros2_control would offer.
+
+Publishes ``/joint_states`` (arm + finger joints, position and velocity), ``camera/image_raw`` and
+``camera/camera_info``; accepts ``/forward_position_controller/commands``,
+``/joint_trajectory_controller/joint_trajectory`` and the gripper controller's command (finger
+position in metres, like a forward position controller on ``finger_left_joint``). Out-of-limit
+commands are clamped and reported; malformed ones are rejected and the arm holds.
+Ground truth for evaluation only: ``ground_truth/objects`` (MarkerArray) and
+``ground_truth/tool_pose``. Services ``~/reset`` (std_srvs/Trigger) and ``~/set_task``
+(hybrid_vla_msgs/SetTask).
+"""
+import time
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PoseStamped
+import numpy as np
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from rclpy.time import Time
+from sensor_msgs.msg import CameraInfo, Image, JointState
+from std_msgs.msg import Float64MultiArray
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
+from visualization_msgs.msg import Marker, MarkerArray
+
+from hybrid_vla_msgs.srv import SetTask
+from hybrid_vla_ros.image_bridge import cv2_to_imgmsg
+from hybrid_vla_ros.nodes.node_main import run_node
+from hybrid_vla_ros.nodes.qos import COMMAND, SENSOR
+from hybrid_vla_ros.sim.arm_sim import ArmSim, FINGER_JOINTS, FINGER_OPEN
+from hybrid_vla_ros.sim.controller_interfaces import (clamp_to_limits, CommandError,
+                                                      TrajectoryFollower,
+                                                      validate_forward_command)
+
+
+def _d(text: str) -> ParameterDescriptor:
+    return ParameterDescriptor(description=text)
+
+
+class SimArmNode(Node):
+    """Adapter between ROS topics/services and :class:`ArmSim`."""
+
+    def __init__(self):
+        super().__init__('sim_arm')
+        p = self.declare_parameter
+        self.joint_names = list(p('joint_names', [f'joint_{i}' for i in range(1, 8)],
+                                  _d('arm joints, in command order')).value)
+        forward_topic = p('forward_command_topic', '/forward_position_controller/commands',
+                          _d('forward position controller command topic')).value
+        traj_topic = p('trajectory_topic', '/joint_trajectory_controller/joint_trajectory',
+                       _d('joint trajectory controller topic')).value
+        grip_topic = p('gripper_command_topic', '/gripper_controller/commands',
+                       _d('gripper command: finger_left_joint position (m)')).value
+        js_topic = p('joint_states_topic', '/joint_states', _d('joint state topic')).value
+        self.control_rate = p('control_rate', 100.0, _d('joint state / control rate (Hz)')).value
+        self.camera_rate = p('camera_rate', 10.0, _d('camera publish rate (Hz)')).value
+        width = p('camera_width', 128, _d('camera image width (px)')).value
+        height = p('camera_height', 128, _d('camera image height (px)')).value
+        self.rtf = p('real_time_factor', 1.0, _d('sim seconds per wall second')).value
+        self.task = p('task', 'pick_place', _d('initial task of the suite')).value
+        self.seed = p('seed', 0, _d('initial episode seed')).value
+        self.publish_gt = p('publish_ground_truth', True,
+                            _d('publish object poses (evaluation only)')).value
+        if self.control_rate <= 0 or self.camera_rate <= 0 or self.rtf <= 0:
+            raise ValueError('control_rate, camera_rate and real_time_factor must be > 0')
+
+        self.sim = ArmSim(camera_width=width, camera_height=height)
+        if list(self.joint_names) != [f'joint_{i}' for i in range(1, 8)]:
+            raise ValueError(f'sim_arm simulates joint_1..joint_7, got joint_names '
+                             f'{self.joint_names}')
+        self.episode = self.sim.reset(self.task or None, int(self.seed))
+        self.follower = TrajectoryFollower(self.joint_names)
+        self.substeps = max(1, int(round(1.0 / (self.control_rate * self.sim.timestep))))
+        self.n_clamped = 0
+        self.n_rejected = 0
+        self._tick_ms = []
+
+        self.pub_js = self.create_publisher(JointState, js_topic, SENSOR)
+        self.pub_img = self.create_publisher(Image, 'camera/image_raw', SENSOR)
+        self.pub_info = self.create_publisher(CameraInfo, 'camera/camera_info', SENSOR)
+        self.pub_gt = self.create_publisher(MarkerArray, 'ground_truth/objects', 10)
+        self.pub_tool = self.create_publisher(PoseStamped, 'ground_truth/tool_pose', 10)
+        self.pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.create_subscription(Float64MultiArray, forward_topic, self.on_forward, COMMAND)
+        self.create_subscription(JointTrajectory, traj_topic, self.on_trajectory, COMMAND)
+        self.create_subscription(Float64MultiArray, grip_topic, self.on_gripper, COMMAND)
+        self.create_service(Trigger, '~/reset', self.on_reset)
+        self.create_service(SetTask, '~/set_task', self.on_set_task)
+        self.create_timer(1.0 / (self.control_rate * self.rtf), self.on_tick)
+        self.create_timer(1.0 / self.camera_rate, self.on_camera)
+        self.create_timer(1.0, self.on_diagnostics)
+        self.get_logger().info(
+            f"sim_arm: task {self.task!r} seed {self.seed}, physics {1 / self.sim.timestep:.0f} "
+            f"Hz x{self.substeps} per {self.control_rate:.0f} Hz tick, RTF {self.rtf}")
+
+    # ----------------------------------------------------------------- commands
+    def _apply(self, q: np.ndarray, source: str) -> None:
+        qc, clamped = clamp_to_limits(q, self.sim.lower, self.sim.upper)
+        if clamped:
+            self.n_clamped += 1
+            names = [self.joint_names[i] for i in clamped]
+            self.get_logger().warn(f'{source}: clamped {names} to their position limits',
+                                   throttle_duration_sec=1.0)
+        self.sim.set_joint_targets(qc)
+
+    def on_forward(self, msg: Float64MultiArray) -> None:
+        try:
+            q = validate_forward_command(msg.data, len(self.joint_names))
+        except CommandError as e:
+            self.n_rejected += 1
+            self.get_logger().error(f'rejected forward command: {e}; holding position')
+            return
+        self.follower.clear()  # like switching controllers: the latest interface wins
+        self._apply(q, 'forward command')
+
+    def on_trajectory(self, msg: JointTrajectory) -> None:
+        now = self.get_clock().now().nanoseconds * 1e-9
+        start = Time.from_msg(msg.header.stamp).nanoseconds * 1e-9
+        try:
+            self.follower.set_trajectory(
+                msg.joint_names,
+                [pt.time_from_start.sec + pt.time_from_start.nanosec * 1e-9 for pt in msg.points],
+                [pt.positions for pt in msg.points],
+                start_time=start if start > 0 else now, current=self.sim.joint_targets())
+        except CommandError as e:
+            self.n_rejected += 1
+            self.get_logger().error(f'rejected trajectory: {e}; holding position')
+
+    def on_gripper(self, msg: Float64MultiArray) -> None:
+        if len(msg.data) != 1 or not np.isfinite(msg.data[0]):
+            self.n_rejected += 1
+            self.get_logger().error(f'rejected gripper command {list(msg.data)}: expected one '
+                                    'finite finger position (m); holding')
+            return
+        self.sim.set_gripper(1.0 - float(msg.data[0]) / FINGER_OPEN)
+
+    # ----------------------------------------------------------------- simulation
+    def on_tick(self) -> None:
+        t0 = time.perf_counter()
+        q = self.follower.sample(self.get_clock().now().nanoseconds * 1e-9)
+        if q is not None:
+            self._apply(q, 'trajectory')
+        self.sim.step(self.substeps)
+        stamp = self.get_clock().now().to_msg()
+        js = JointState()
+        js.header.stamp = stamp
+        js.name = self.joint_names + list(FINGER_JOINTS)
+        fingers = self.sim.finger_positions()
+        js.position = self.sim.joint_positions().tolist() + fingers.tolist()
+        js.velocity = self.sim.joint_velocities().tolist() + [0.0, 0.0]
+        self.pub_js.publish(js)
+        self._tick_ms.append((time.perf_counter() - t0) * 1e3)
+
+    def on_camera(self) -> None:
+        stamp = self.get_clock().now().to_msg()
+        info = self.sim.camera_info()
+        img = cv2_to_imgmsg(self.sim.render(), encoding='rgb8')
+        img.header.stamp = stamp
+        img.header.frame_id = info['frame_id']
+        self.pub_img.publish(img)
+        ci = CameraInfo()
+        ci.header = img.header
+        ci.width, ci.height = int(info['width']), int(info['height'])
+        ci.distortion_model = 'plumb_bob'
+        ci.d = [0.0] * 5
+        k = np.asarray(info['K'], dtype=float)
+        ci.k = k.reshape(-1).tolist()
+        ci.r = np.eye(3).reshape(-1).tolist()
+        ci.p = np.hstack([k, np.zeros((3, 1))]).reshape(-1).tolist()
+        self.pub_info.publish(ci)
+        if self.publish_gt:
+            self._publish_ground_truth(stamp)
+
+    def _publish_ground_truth(self, stamp) -> None:
+        arr = MarkerArray()
+        for i, (name, o) in enumerate(sorted(self.sim.object_poses().items())):
+            m = Marker()
+            m.header.stamp, m.header.frame_id = stamp, 'base_link'
+            m.ns, m.id, m.type = name, i, Marker.CUBE
+            pos, quat = o['pos'], o['quat']
+            m.pose.position.x, m.pose.position.y, m.pose.position.z = map(float, pos)
+            (m.pose.orientation.x, m.pose.orientation.y, m.pose.orientation.z,
+             m.pose.orientation.w) = map(float, quat)
+            m.scale.x = m.scale.y = m.scale.z = 0.04
+            m.color.a = 1.0
+            m.text = f"{o.get('color', '')} {o.get('shape', o.get('kind', ''))}".strip()
+            arr.markers.append(m)
+        self.pub_gt.publish(arr)
+        pos, quat = self.sim.tool_pose()
+        ps = PoseStamped()
+        ps.header.stamp, ps.header.frame_id = stamp, 'base_link'
+        ps.pose.position.x, ps.pose.position.y, ps.pose.position.z = map(float, pos)
+        (ps.pose.orientation.x, ps.pose.orientation.y, ps.pose.orientation.z,
+         ps.pose.orientation.w) = map(float, quat)
+        self.pub_tool.publish(ps)
+
+    # ----------------------------------------------------------------- services
+    def _reset(self, task: str, seed: int) -> str:
+        self.follower.clear()
+        self.episode = self.sim.reset(task or None, int(seed))
+        self.task, self.seed = task, int(seed)
+        self.get_logger().info(f'reset: task {task!r} seed {seed}')
+        return self.sim.task.instruction(int(seed)) if self.sim.task is not None else ''
+
+    def on_reset(self, request, response):
+        self._reset(self.task, self.seed)
+        response.success, response.message = True, f'reset {self.task} seed {self.seed}'
+        return response
+
+    def on_set_task(self, request, response):
+        try:
+            response.instruction = self._reset(request.task or self.task, request.seed)
+            response.success, response.message = True, f'task {self.task} seed {self.seed}'
+        except (KeyError, ValueError) as e:
+            response.success, response.message = False, f'set_task failed: {e}'
+            self.get_logger().error(response.message)
+        return response
+
+    def on_diagnostics(self) -> None:
+        ticks = np.asarray(self._tick_ms[-int(self.control_rate):] or [0.0])
+        st = DiagnosticStatus(name='sim_arm: physics', hardware_id='mujoco')
+        budget_ms = 1e3 / (self.control_rate * self.rtf)
+        st.level = DiagnosticStatus.OK if ticks.max() < budget_ms else DiagnosticStatus.WARN
+        st.message = f'tick p50 {np.median(ticks):.2f} ms of {budget_ms:.1f} ms budget'
+        st.values = [KeyValue(key=k, value=str(v)) for k, v in (
+            ('sim_time_s', f'{self.sim.time:.3f}'), ('clamped_commands', self.n_clamped),
+            ('rejected_commands', self.n_rejected), ('task', self.task), ('seed', self.seed))]
+        arr = DiagnosticArray(status=[st])
+        arr.header.stamp = self.get_clock().now().to_msg()
+        self.pub_diag.publish(arr)
+        self._tick_ms = self._tick_ms[-int(self.control_rate):]
+
+
+def main(args=None):
+    run_node(SimArmNode, args)
+
+
+if __name__ == '__main__':
+    main()
