@@ -11,6 +11,8 @@ import sys
 # sub-command -> (module, one-line help)
 COMMANDS = {
     'demo': ('hybrid_vla_ros.demo', 'run the demo (see README)'),
+    'collect': ('hybrid_vla_ros.data.collect',
+                'record scripted-expert demonstrations into a dataset folder'),
     'launch': ('hybrid_vla_ros.bringup.launch_command',
                'bring up a node graph as OS processes (pip-only ros2 launch)'),
 }
@@ -30,7 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args._module.run(args) or 0)
+    try:
+        return int(args._module.run(args) or 0)
+    except (KeyError, ValueError, FileNotFoundError) as e:
+        # Bad input (unknown task, malformed config, missing checkpoint): one clear line.
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f'hybrid-vla {args.command}: error: {msg}', file=sys.stderr)
+        return 2
 
 
 if __name__ == '__main__':

@@ -1,0 +1,113 @@
+"""``hybrid-vla collect``: scripted-expert demonstrations into a dataset folder.
+
+    hybrid-vla collect --task pick_place --episodes 200 --seed 0 --out data/pick_place
+
+Episode ``i`` uses seed ``seed + i`` (so a dataset is reproducible and a resumed run continues
+where it stopped); ``--task`` takes a comma-separated list, cycled over the episodes. Episodes
+run in ``--workers`` processes, each with its own MuJoCo sim.
+"""
+import argparse
+import multiprocessing as mp
+import os
+import time
+
+from tqdm import tqdm
+
+from hybrid_vla_ros.data.dataset import DatasetWriter, episode_arrays
+
+_SIM = None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--task', required=True,
+                        help='task name or comma-separated list (reach,pick_place,...)')
+    parser.add_argument('--episodes', type=int, required=True)
+    parser.add_argument('--seed', type=int, default=0, help='seed of episode 0 (default 0)')
+    parser.add_argument('--out', required=True, help='dataset folder (created or resumed)')
+    parser.add_argument('--workers', type=int, default=1, help='processes (default 1)')
+    parser.add_argument('--image-stride', type=int, default=5,
+                        help='store every k-th camera frame; 0 = no images (default 5)')
+    parser.add_argument('--image-size', type=int, default=128, help='camera width=height')
+    parser.add_argument('--keep-failed', action='store_true',
+                        help='also store episodes the expert failed (flagged success=false)')
+
+
+def _worker_init(image_size):
+    global _SIM
+    import torch  # noqa: F401  (keep BLAS single-threaded per worker)
+    torch.set_num_threads(1)
+    from hybrid_vla_ros.sim.arm_sim import ArmSim
+    _SIM = ArmSim(camera_width=image_size, camera_height=image_size)
+
+
+def _run_episode(job):
+    from hybrid_vla_ros.sim.rollout import rollout
+    from hybrid_vla_ros.sim.scripted_expert import plan, task_state, waypoints
+    from hybrid_vla_ros.sim.tasks import CONTROL_DT
+
+    index, task, seed, image_stride = job
+    res = rollout(_SIM, task, seed, policy=None, image=image_stride > 0, record=True)
+    arrays = episode_arrays(res['log'], res.get('frames'), image_stride, CONTROL_DT)
+    # The plan and each sub-goal's waypoints as the expert saw them at the episode start.
+    _SIM.reset(task, seed)
+    state = task_state(_SIM)
+    subgoals = plan(state)
+    meta = {'task': task, 'seed': seed, 'instruction': res['instruction'],
+            'success': res['success'], 'error_mm': res['error_mm'],
+            'subgoals': [sg.to_dict() for sg in subgoals],
+            'waypoints': [[w.to_dict() for w in waypoints(sg, state)] for sg in subgoals]}
+    return index, meta, arrays
+
+
+def run(args) -> int:
+    from hybrid_vla_ros.robot_config import load_robot_config
+    from hybrid_vla_ros.sim.tasks import CONTROL_DT, get_task
+
+    tasks = [t.strip() for t in args.task.split(',') if t.strip()]
+    for t in tasks:
+        get_task(t)  # raises with the list of known tasks
+    if args.episodes <= 0 or args.workers <= 0 or args.image_stride < 0:
+        raise SystemExit('--episodes and --workers must be > 0, --image-stride >= 0')
+    cfg = load_robot_config('arm7')
+    writer = DatasetWriter(args.out, fps=1.0 / CONTROL_DT, robot=cfg.robot,
+                           joint_names=list(cfg.joint_names),
+                           image_shape=(args.image_size, args.image_size, 3)
+                           if args.image_stride else None)
+    jobs = [(i, tasks[i % len(tasks)], args.seed + i, args.image_stride)
+            for i in range(args.episodes) if not writer.has(i)]
+    skipped = args.episodes - len(jobs)
+    if skipped:
+        print(f'collect: resuming, {skipped} episodes already in {args.out}')
+    ok = failed = 0
+    t0 = time.monotonic()
+    bar = tqdm(total=args.episodes, initial=skipped, unit='ep', desc='collect')
+    ctx = mp.get_context('spawn' if args.workers > 1 else 'fork')
+    pool = ctx.Pool(args.workers, initializer=_worker_init, initargs=(args.image_size,)) \
+        if args.workers > 1 else None
+    try:
+        if pool is None:
+            _worker_init(args.image_size)
+            results = map(_run_episode, jobs)
+        else:
+            results = pool.imap_unordered(_run_episode, jobs)
+        for index, meta, arrays in results:
+            if meta['success'] or args.keep_failed:
+                writer.write(index, meta, arrays)
+            ok += int(meta['success'])
+            failed += int(not meta['success'])
+            bar.update(1)
+            bar.set_postfix(success=f'{ok}/{ok + failed}')
+    except KeyboardInterrupt:
+        print(f'\ncollect: interrupted; {len(writer.done)} finished episodes kept in {args.out}'
+              ' (run the same command again to resume)')
+        return 130
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+    minutes = (time.monotonic() - t0) / 60.0
+    rate = len(jobs) / minutes if minutes > 0 else float('nan')
+    print(f'collect: {ok} succeeded, {failed} failed, {len(writer.done)} episodes in '
+          f'{args.out} ({rate:.1f} episodes/min with {args.workers} worker(s))')
+    return 0
