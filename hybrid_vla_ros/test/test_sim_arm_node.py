@@ -1,6 +1,7 @@
 """sim_arm over real DDS: a separate process, commanded like ros2_control's controllers."""
 import numpy as np
 import pytest
+from ros_harness import RosProbe, start_node, stop_node
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
@@ -8,7 +9,6 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from hybrid_vla_msgs.srv import SetTask
 from hybrid_vla_ros.nodes.qos import COMMAND, SENSOR
 from hybrid_vla_ros.sim.description import joint_limits, urdf_string
-from ros_harness import RosProbe, start_node, stop_node
 
 JOINTS = [f'joint_{i}' for i in range(1, 8)]
 TOL = 0.01  # rad

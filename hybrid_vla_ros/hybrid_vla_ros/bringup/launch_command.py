@@ -1,10 +1,10 @@
-"""``hybrid-vla launch arm``: the pip-only equivalent of ``ros2 launch hybrid_vla_ros arm.launch.py``.
+"""``hybrid-vla launch arm``: pip-only equivalent of ``ros2 launch hybrid_vla_ros arm.launch.py``.
 """
 import argparse
 
 import yaml
 
-from hybrid_vla_ros.bringup.graph import arm_graph, DEVICES, HARDWARE
+from hybrid_vla_ros.bringup.graph import DEVICES, HARDWARE, arm_graph
 from hybrid_vla_ros.bringup.process_launcher import GraphProcesses
 
 

@@ -8,7 +8,6 @@ run in ``--workers`` processes, each with its own MuJoCo sim.
 """
 import argparse
 import multiprocessing as mp
-import os
 import time
 
 from tqdm import tqdm

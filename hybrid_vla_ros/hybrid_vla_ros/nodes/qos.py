@@ -1,6 +1,11 @@
 """The QoS profiles of DESIGN.md, in one place."""
-from rclpy.qos import (DurabilityPolicy, HistoryPolicy, qos_profile_sensor_data, QoSProfile,
-                       ReliabilityPolicy)
+from rclpy.qos import (
+                       DurabilityPolicy,
+                       HistoryPolicy,
+                       QoSProfile,
+                       ReliabilityPolicy,
+                       qos_profile_sensor_data,
+)
 
 # Sensors (joint states, camera): best effort, keep last 5 (rclpy's sensor-data profile).
 SENSOR = qos_profile_sensor_data

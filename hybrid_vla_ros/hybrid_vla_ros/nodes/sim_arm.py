@@ -27,10 +27,13 @@ from hybrid_vla_msgs.srv import SetTask
 from hybrid_vla_ros.image_bridge import cv2_to_imgmsg
 from hybrid_vla_ros.nodes.node_main import run_node
 from hybrid_vla_ros.nodes.qos import COMMAND, SENSOR
-from hybrid_vla_ros.sim.arm_sim import ArmSim, FINGER_JOINTS, FINGER_OPEN
-from hybrid_vla_ros.sim.controller_interfaces import (clamp_to_limits, CommandError,
-                                                      TrajectoryFollower,
-                                                      validate_forward_command)
+from hybrid_vla_ros.sim.arm_sim import FINGER_JOINTS, FINGER_OPEN, ArmSim
+from hybrid_vla_ros.sim.controller_interfaces import (
+    CommandError,
+    TrajectoryFollower,
+    clamp_to_limits,
+    validate_forward_command,
+)
 
 
 def _d(text: str) -> ParameterDescriptor:

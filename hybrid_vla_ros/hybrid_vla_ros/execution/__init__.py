@@ -1,0 +1,1 @@
+"""Execution: streaming action chunks into a position-controlled arm, safely (ROS-free)."""

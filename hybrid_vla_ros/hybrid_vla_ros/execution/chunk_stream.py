@@ -1,0 +1,181 @@
+"""The chunk executor's logic: blend chunks in time, enforce limits, hold when in doubt.
+
+A motor policy publishes chunks of H joint targets every ~50 ms, each starting at its stamp;
+consecutive chunks overlap. At every controller tick the executor samples the newest chunk at the
+current time and cross-fades from the previous one over ``blend_time`` (a real-time-chunking
+style blend: the command stays continuous when a new chunk disagrees with the old). The result
+is clamped to the joint position limits and rate-limited to the velocity limits. It holds (repeats
+the last safe command) when there is no chunk, when the newest chunk has run out or is older
+than ``chunk_timeout``, when the heartbeat from upstream is lost, or on an e-stop.
+"""
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+
+
+class ChunkRejectedError(ValueError):
+    """A chunk failed validation and was dropped (the executor keeps what it had)."""
+
+
+@dataclass
+class Chunk:
+    """One action chunk in the executor's joint order."""
+
+    t0: float                 # time of the first step (s)
+    step: float               # seconds between steps
+    positions: np.ndarray     # (H, J)
+    gripper: np.ndarray       # (H,)
+    received: float           # arrival time (s)
+    expert: str = ''
+
+    @property
+    def t_end(self) -> float:
+        return self.t0 + self.step * (len(self.positions) - 1)
+
+    def sample(self, t: float):
+        """Linear interpolation at ``t`` (clamped to the chunk's span)."""
+        s = (t - self.t0) / self.step
+        H = len(self.positions)
+        if s <= 0:
+            return self.positions[0], float(self.gripper[0])
+        if s >= H - 1:
+            return self.positions[-1], float(self.gripper[-1])
+        k = int(s)
+        a = s - k
+        q = (1 - a) * self.positions[k] + a * self.positions[k + 1]
+        g = (1 - a) * self.gripper[k] + a * self.gripper[k + 1]
+        return q, float(g)
+
+
+@dataclass(frozen=True)
+class ExecutorLimits:
+    lower: np.ndarray         # (J,) rad
+    upper: np.ndarray         # (J,) rad
+    velocity: np.ndarray      # (J,) rad/s
+
+
+class ChunkStream:
+    """Turns a stream of chunks into safe per-tick joint commands.
+
+    :param joint_names: the controller's joint order.
+    :param limits: position and velocity limits in that order.
+    :param blend_time: cross-fade duration from the previous chunk to a new one (s).
+    :param chunk_timeout: no new chunk for this long (upstream dead or stalled) -> hold (s).
+    :param heartbeat_timeout: if > 0, a heartbeat (e.g. an operator's dead-man switch) must
+        arrive at least this often, else hold (s). 0 disables the heartbeat requirement.
+    """
+
+    def __init__(self, joint_names: Sequence[str], limits: ExecutorLimits, *,
+                 blend_time: float = 0.05, chunk_timeout: float = 0.3,
+                 heartbeat_timeout: float = 0.0):
+        self.joint_names = list(joint_names)
+        self.limits = limits
+        self.blend_time = float(blend_time)
+        self.chunk_timeout = float(chunk_timeout)
+        self.heartbeat_timeout = float(heartbeat_timeout)
+        self.current: Optional[Chunk] = None
+        self.previous: Optional[Chunk] = None
+        self.switch_time = -np.inf
+        self.last_cmd: Optional[np.ndarray] = None
+        self.last_grip = 0.0
+        self.last_tick: Optional[float] = None
+        self.estop = False
+        self.last_heartbeat = -np.inf
+        self.hold_reason = 'no chunk yet'
+        self.n_rejected = 0
+        self.n_clamped = 0
+
+    # ------------------------------------------------------------------ input
+    def add_chunk(self, *, joint_names: Sequence[str], positions: Sequence[float],
+                  gripper: Sequence[float], horizon: int, t0: float, step: float, now: float,
+                  expert: str = '') -> Chunk:
+        """Validate and accept a chunk (raises :class:`ChunkRejectedError`)."""
+        try:
+            chunk = self._validate(joint_names, positions, gripper, horizon, t0, step, now,
+                                   expert)
+        except ChunkRejectedError:
+            self.n_rejected += 1
+            raise
+        if self.current is not None and chunk.t0 < self.current.t0:
+            self.n_rejected += 1
+            raise ChunkRejectedError(f'chunk starts at {chunk.t0:.3f} s, before the executing one '
+                                f'({self.current.t0:.3f} s): out of order, dropped')
+        self.previous, self.current = self.current, chunk
+        self.switch_time = now
+        return chunk
+
+    def _validate(self, joint_names, positions, gripper, horizon, t0, step, now, expert):
+        names = list(joint_names)
+        unknown = sorted(set(names) - set(self.joint_names))
+        if unknown:
+            raise ChunkRejectedError(f'unknown joints {unknown}; this arm has {self.joint_names}')
+        if sorted(names) != sorted(self.joint_names):
+            raise ChunkRejectedError(f'chunk names {names}, expected each of {self.joint_names}')
+        H = int(horizon)
+        p = np.asarray(positions, dtype=float)
+        if H <= 0 or p.size != H * len(names):
+            raise ChunkRejectedError(f'positions has {p.size} values, expected horizon {H} x '
+                                f'{len(names)} joints = {H * len(names)}')
+        g = np.asarray(gripper, dtype=float)
+        if g.size not in (0, H):
+            raise ChunkRejectedError(f'gripper has {g.size} values, expected 0 or {H}')
+        if not (np.all(np.isfinite(p)) and np.all(np.isfinite(g))):
+            raise ChunkRejectedError('chunk contains NaN/Inf')
+        if not (np.isfinite(step) and step > 0 and np.isfinite(t0)):
+            raise ChunkRejectedError(f'bad timing: step {step}, t0 {t0}')
+        order = [names.index(j) for j in self.joint_names]
+        p = p.reshape(H, len(names))[:, order]
+        if g.size == 0:
+            g = np.full(H, self.last_grip)
+        return Chunk(float(t0), float(step), p, np.clip(g, 0.0, 1.0), float(now), expert)
+
+    def heartbeat(self, now: float) -> None:
+        self.last_heartbeat = now
+
+    # ------------------------------------------------------------------ output
+    def _hold(self, reason: str, measured: Optional[np.ndarray]):
+        self.hold_reason = reason
+        if self.last_cmd is None:
+            if measured is None:
+                return None, self.last_grip
+            self.last_cmd = np.clip(measured, self.limits.lower, self.limits.upper)
+        return self.last_cmd.copy(), self.last_grip
+
+    def tick(self, now: float, measured: Optional[np.ndarray] = None):
+        """The command for time ``now``: (joint positions (J,) or None, gripper 0..1).
+
+        ``measured`` (J,) seeds the hold position before any command was sent. Returns None for
+        the joints only if nothing is known yet (then nothing may be sent).
+        """
+        dt = 0.0 if self.last_tick is None else max(0.0, now - self.last_tick)
+        self.last_tick = now
+        c = self.current
+        if self.estop:
+            return self._hold('e-stop', measured)
+        if self.heartbeat_timeout > 0 and now - self.last_heartbeat > self.heartbeat_timeout:
+            return self._hold('heartbeat lost', measured)
+        if c is None:
+            return self._hold('no chunk yet', measured)
+        if now - c.received > self.chunk_timeout:
+            return self._hold(f'no new chunk for {now - c.received:.2f} s (upstream dead or '
+                              'stalled)', measured)
+        q, g = c.sample(now)
+        if self.previous is not None and now - self.switch_time < self.blend_time:
+            a = (now - self.switch_time) / self.blend_time
+            a = a * a * (3 - 2 * a)  # smoothstep: no velocity jump at either end
+            q_old, g_old = self.previous.sample(now)
+            q = (1 - a) * q_old + a * q
+            g = (1 - a) * g_old + a * g
+        q = np.clip(q, self.limits.lower, self.limits.upper)
+        if self.last_cmd is None and measured is not None:
+            self.last_cmd = np.clip(measured, self.limits.lower, self.limits.upper)
+        if self.last_cmd is not None:  # first tick: dt = 0, so no move before a rate is known
+            max_step = self.limits.velocity * dt
+            q_lim = np.clip(q, self.last_cmd - max_step, self.last_cmd + max_step)
+            if np.any(q_lim != q):
+                self.n_clamped += 1
+            q = q_lim
+        self.hold_reason = ''
+        self.last_cmd, self.last_grip = q.copy(), float(g)
+        return q, float(g)

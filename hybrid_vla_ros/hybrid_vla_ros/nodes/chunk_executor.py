@@ -1,0 +1,183 @@
+"""``chunk_executor``: streams action chunks into ros2_control's standard controllers.
+
+Subscribes ``action_chunk`` (hybrid_vla_msgs/ActionChunk) and ``/joint_states``; at the controller
+rate publishes either the forward position controller's command or a one-point JointTrajectory to
+the joint trajectory controller (``command_interface``), plus the gripper controller's command.
+The logic (blending, limits, holding) is :class:`ChunkStream`; this node converts messages.
+``estop`` (std_msgs/Bool, True = stop) and an optional ``heartbeat`` (std_msgs/Empty, required
+when ``heartbeat_timeout`` > 0) make it hold position.
+"""
+import time
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+import numpy as np
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from rclpy.time import Time
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Bool, Empty, Float64MultiArray
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from hybrid_vla_msgs.msg import ActionChunk
+from hybrid_vla_ros.execution.chunk_stream import ChunkRejectedError, ChunkStream, ExecutorLimits
+from hybrid_vla_ros.nodes.node_main import run_node
+from hybrid_vla_ros.nodes.qos import COMMAND, LATCHED, SENSOR
+from hybrid_vla_ros.sim.description import joint_limits, urdf_string, xacro_path
+
+
+def _d(text: str) -> ParameterDescriptor:
+    return ParameterDescriptor(description=text)
+
+
+def _sec(t) -> float:
+    return Time.from_msg(t).nanoseconds * 1e-9
+
+
+class ChunkExecutorNode(Node):
+    def __init__(self):
+        super().__init__('chunk_executor')
+        p = self.declare_parameter
+        self.joint_names = list(p('joint_names', [f'joint_{i}' for i in range(1, 8)],
+                                  _d('controller joint order')).value)
+        urdf_file = p('urdf', 'arm7.urdf.xacro', _d('xacro in hybrid_vla_description')).value
+        self.gripper_joint = p('gripper_joint', 'finger_left_joint',
+                               _d('gripper joint commanded by the gripper controller')).value
+        forward_topic = p('forward_command_topic', '/forward_position_controller/commands',
+                          _d('forward position controller topic')).value
+        traj_topic = p('trajectory_topic', '/joint_trajectory_controller/joint_trajectory',
+                       _d('joint trajectory controller topic')).value
+        grip_topic = p('gripper_command_topic', '/gripper_controller/commands',
+                       _d('gripper controller topic (finger position, m)')).value
+        js_topic = p('joint_states_topic', '/joint_states', _d('joint state topic')).value
+        self.rate = p('rate', 100.0, _d('controller rate (Hz)')).value
+        self.interface = p('command_interface', 'forward',
+                           _d('forward (position controller) or trajectory (JTC)')).value
+        blend = p('blend_time', 0.05, _d('cross-fade to a new chunk (s)')).value
+        timeout = p('chunk_timeout', 0.3, _d('hold if no chunk for this long (s)')).value
+        heartbeat = p('heartbeat_timeout', 0.0,
+                      _d('hold if no heartbeat for this long (s); 0 = not required')).value
+        vscale = p('velocity_scale', 1.0, _d('fraction of URDF velocity limits allowed')).value
+        if self.interface not in ('forward', 'trajectory'):
+            raise ValueError(f"command_interface={self.interface!r}: expected 'forward' or "
+                             "'trajectory'")
+        if not 0.0 < vscale <= 1.0 or self.rate <= 0:
+            raise ValueError('velocity_scale must be in (0, 1] and rate > 0')
+
+        limits = joint_limits(urdf_string(xacro_path(f'urdf/{urdf_file}')))
+        missing = [j for j in self.joint_names + [self.gripper_joint] if j not in limits]
+        if missing:
+            raise ValueError(f'joints {missing} are not in the URDF {urdf_file}')
+        lim = ExecutorLimits(
+            lower=np.array([limits[j]['lower'] for j in self.joint_names]),
+            upper=np.array([limits[j]['upper'] for j in self.joint_names]),
+            velocity=vscale * np.array([limits[j]['velocity'] for j in self.joint_names]))
+        self.finger_open = float(limits[self.gripper_joint]['upper'])
+        self.stream = ChunkStream(self.joint_names, lim, blend_time=blend,
+                                  chunk_timeout=timeout, heartbeat_timeout=heartbeat)
+        self.measured = None
+        self.obs_stamp = None
+        self.latencies_ms = []
+        self.ticks = []
+        self._last_hold = None
+
+        if self.interface == 'forward':
+            self.pub_cmd = self.create_publisher(Float64MultiArray, forward_topic, COMMAND)
+        else:
+            self.pub_cmd = self.create_publisher(JointTrajectory, traj_topic, COMMAND)
+        self.pub_grip = self.create_publisher(Float64MultiArray, grip_topic, COMMAND)
+        self.pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.create_subscription(ActionChunk, 'action_chunk', self.on_chunk, COMMAND)
+        self.create_subscription(JointState, js_topic, self.on_joint_state, SENSOR)
+        self.create_subscription(Bool, 'estop', self.on_estop, LATCHED)
+        self.create_subscription(Empty, 'heartbeat', self.on_heartbeat, SENSOR)
+        self.create_timer(1.0 / self.rate, self.on_tick)
+        self.create_timer(1.0, self.on_diagnostics)
+
+    def now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def on_chunk(self, msg: ActionChunk) -> None:
+        now = self.now()
+        try:
+            self.stream.add_chunk(joint_names=msg.joint_names, positions=msg.positions,
+                                  gripper=msg.gripper, horizon=msg.horizon,
+                                  t0=_sec(msg.header.stamp) or now,
+                                  step=msg.step.sec + msg.step.nanosec * 1e-9, now=now,
+                                  expert=msg.expert)
+            self.obs_stamp = msg.observation_stamp
+        except ChunkRejectedError as e:
+            self.get_logger().error(f'rejected action chunk from {msg.expert or "?"}: {e}',
+                                    throttle_duration_sec=1.0)
+
+    def on_joint_state(self, msg: JointState) -> None:
+        names = list(msg.name)
+        if len(msg.position) != len(names):
+            self.get_logger().error(f'joint_states: {len(names)} names but '
+                                    f'{len(msg.position)} positions; ignored',
+                                    throttle_duration_sec=1.0)
+            return
+        try:
+            q = np.array([msg.position[names.index(j)] for j in self.joint_names])
+        except ValueError:
+            self.get_logger().error(f'joint_states lacks some of {self.joint_names}; ignored',
+                                    throttle_duration_sec=1.0)
+            return
+        if not np.all(np.isfinite(q)):
+            self.get_logger().error('joint_states has NaN/Inf; ignored',
+                                    throttle_duration_sec=1.0)
+            return
+        self.measured = q
+
+    def on_estop(self, msg: Bool) -> None:
+        self.stream.estop = bool(msg.data)
+        self.get_logger().warn(f"e-stop {'ENGAGED: holding' if msg.data else 'released'}")
+
+    def on_heartbeat(self, msg: Empty) -> None:
+        self.stream.heartbeat(self.now())
+
+    def on_tick(self) -> None:
+        t0 = time.perf_counter()
+        q, g = self.stream.tick(self.now(), self.measured)
+        if q is None:
+            return  # nothing known yet: command nothing
+        if self.stream.hold_reason != self._last_hold:
+            if self.stream.hold_reason:
+                self.get_logger().warn(f'holding position: {self.stream.hold_reason}')
+            self._last_hold = self.stream.hold_reason
+        if self.interface == 'forward':
+            self.pub_cmd.publish(Float64MultiArray(data=q.tolist()))
+        else:
+            traj = JointTrajectory(joint_names=self.joint_names)
+            pt = JointTrajectoryPoint(positions=q.tolist())
+            pt.time_from_start.nanosec = int(1e9 / self.rate)
+            traj.points.append(pt)
+            self.pub_cmd.publish(traj)
+        self.pub_grip.publish(Float64MultiArray(data=[self.finger_open * (1.0 - g)]))
+        if self.obs_stamp is not None and not self.stream.hold_reason:
+            self.latencies_ms.append((self.now() - _sec(self.obs_stamp)) * 1e3)
+            self.obs_stamp = None  # observation -> first command of its chunk
+        self.ticks.append((time.perf_counter() - t0) * 1e3)
+
+    def on_diagnostics(self) -> None:
+        st = DiagnosticStatus(name='chunk_executor', hardware_id='arm')
+        st.level = DiagnosticStatus.WARN if self.stream.hold_reason else DiagnosticStatus.OK
+        st.message = f'holding: {self.stream.hold_reason}' if self.stream.hold_reason \
+            else 'executing'
+        lat = np.asarray(self.latencies_ms[-200:] or [np.nan])
+        st.values = [KeyValue(key=k, value=str(v)) for k, v in (
+            ('rate_hz', len(self.ticks)), ('obs_to_command_p50_ms', f'{np.median(lat):.2f}'),
+            ('obs_to_command_p99_ms', f'{np.percentile(lat, 99):.2f}'),
+            ('rejected_chunks', self.stream.n_rejected),
+            ('velocity_clamped_ticks', self.stream.n_clamped))]
+        arr = DiagnosticArray(status=[st])
+        arr.header.stamp = self.get_clock().now().to_msg()
+        self.pub_diag.publish(arr)
+        self.ticks = []
+
+
+def main(args=None):
+    run_node(ChunkExecutorNode, args)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,125 @@
+"""The chunk executor's logic without ROS: blending, limits, holding."""
+import numpy as np
+import pytest
+
+from hybrid_vla_ros.execution.chunk_stream import ChunkRejectedError, ChunkStream, ExecutorLimits
+
+J = [f'joint_{i}' for i in range(1, 8)]
+LIM = ExecutorLimits(lower=np.full(7, -2.0), upper=np.full(7, 2.0), velocity=np.full(7, 1.5))
+DT = 0.01
+
+
+def chunk(stream, q_rows, t0, now, step=0.02, names=J, gripper=None):
+    q_rows = np.asarray(q_rows, float)
+    return stream.add_chunk(joint_names=names, positions=q_rows.reshape(-1),
+                            gripper=np.zeros(len(q_rows)) if gripper is None else gripper,
+                            horizon=len(q_rows), t0=t0, step=step, now=now)
+
+
+def ramp(q0, v, H=8, step=0.02):
+    return np.array([q0 + v * step * k for k in range(H)])
+
+
+def test_follows_a_single_chunk():
+    s = ChunkStream(J, LIM)
+    chunk(s, ramp(np.zeros(7), 0.5), t0=0.0, now=0.0)
+    for t in np.arange(0.0, 0.07, DT):
+        s.tick(t, measured=np.zeros(7))
+    q, g = s.tick(0.07, measured=np.zeros(7))
+    assert np.allclose(q, 0.5 * 0.07)
+    assert g == 0.0
+
+
+def test_new_chunk_blends_without_a_jump():
+    s = ChunkStream(J, LIM, blend_time=0.05)
+    chunk(s, ramp(np.zeros(7), 0.5), t0=0.0, now=0.0)
+    out = [s.tick(t, np.zeros(7))[0] for t in np.arange(0, 0.05, DT)]
+    # the new chunk disagrees by 5 cm-ish (0.05 rad offset): a hard switch would jump 0.05
+    chunk(s, ramp(np.full(7, 0.05 + 0.025), 0.5), t0=0.05, now=0.05)
+    out += [s.tick(t, None)[0] for t in np.arange(0.05, 0.15, DT)]
+    steps = np.abs(np.diff(np.array(out), axis=0)).max()
+    assert steps < 0.02, f'largest per-tick step {steps:.4f} rad'
+    assert np.allclose(out[-1], 0.075 + 0.5 * (0.14 - 0.05), atol=1e-6)
+
+
+def test_never_outside_position_or_velocity_limits():
+    rng = np.random.default_rng(0)
+    s = ChunkStream(J, LIM)
+    t, prev = 0.0, np.zeros(7)
+    for k in range(200):
+        if k % 5 == 0:
+            chunk(s, rng.normal(0, 10, size=(8, 7)), t0=t, now=t)
+        q, _ = s.tick(t, np.zeros(7))
+        assert np.all(q >= LIM.lower) and np.all(q <= LIM.upper)
+        assert np.all(np.abs(q - prev) <= LIM.velocity * DT + 1e-12)
+        prev, t = q, t + DT
+
+
+@pytest.mark.parametrize('bad,match', [
+    (dict(positions=[np.nan] * 56), 'NaN'),
+    (dict(positions=[0.0] * 55), 'expected horizon 8'),
+    (dict(names=J[:6] + ['elbow']), 'unknown joints'),
+    (dict(names=J[:6]), 'expected each of'),
+    (dict(gripper=[0.0] * 3), 'gripper has 3'),
+    (dict(step=0.0), 'bad timing'),
+])
+def test_bad_chunks_are_rejected_and_the_old_one_kept(bad, match):
+    s = ChunkStream(J, LIM)
+    good = chunk(s, ramp(np.zeros(7), 0.1), t0=0.0, now=0.0)
+    kw = dict(joint_names=bad.get('names', J),
+              positions=bad.get('positions', [0.0] * 56), gripper=bad.get('gripper', [0.0] * 8),
+              horizon=8, t0=0.01, step=bad.get('step', 0.02), now=0.01)
+    if 'names' in bad:
+        kw['positions'] = [0.0] * 8 * len(bad['names'])
+    with pytest.raises(ChunkRejectedError, match=match):
+        s.add_chunk(**kw)
+    assert s.current is good and s.n_rejected == 1
+
+
+def test_joint_order_of_the_chunk_is_mapped():
+    s = ChunkStream(J, LIM)
+    rows = np.tile(np.arange(7, dtype=float) * 0.1, (8, 1))
+    chunk(s, rows[:, ::-1], t0=0.0, now=0.0, names=J[::-1])
+    q, _ = s.tick(0.0, np.zeros(7))  # first tick holds the measured position
+    assert np.allclose(s.current.positions[0], np.arange(7) * 0.1)
+    assert q.shape == (7,)
+
+
+def test_holds_when_upstream_goes_silent():
+    s = ChunkStream(J, LIM, chunk_timeout=0.2)
+    chunk(s, ramp(np.zeros(7), 0.5, H=50), t0=0.0, now=0.0)
+    q_before, _ = s.tick(0.19, np.zeros(7))
+    q_after = [s.tick(t, np.zeros(7))[0] for t in (0.21, 0.3, 0.5)]
+    assert 'no new chunk' in s.hold_reason
+    for q in q_after:
+        assert np.array_equal(q, q_before)
+
+
+def test_estop_and_heartbeat_hold():
+    s = ChunkStream(J, LIM, heartbeat_timeout=0.1)
+    s.heartbeat(0.0)
+    chunk(s, ramp(np.zeros(7), 0.5, H=50), t0=0.0, now=0.0)
+    q1, _ = s.tick(0.05, np.zeros(7))
+    assert s.hold_reason == ''
+    q2, _ = s.tick(0.2, np.zeros(7))  # heartbeat 0.2 s old
+    assert s.hold_reason == 'heartbeat lost' and np.array_equal(q1, q2)
+    s.heartbeat(0.2)
+    s.estop = True
+    q3, _ = s.tick(0.21, np.zeros(7))
+    assert s.hold_reason == 'e-stop' and np.array_equal(q2, q3)
+
+
+def test_before_any_chunk_it_holds_the_measured_position():
+    s = ChunkStream(J, LIM)
+    assert s.tick(0.0, None)[0] is None  # nothing known: send nothing
+    q, _ = s.tick(0.01, np.full(7, 5.0))  # measured out of limits -> clamped hold
+    assert np.array_equal(q, np.full(7, 2.0))
+
+
+def test_first_command_moves_from_the_measured_position_at_the_velocity_limit():
+    s = ChunkStream(J, LIM)
+    chunk(s, np.ones((8, 7)), t0=0.0, now=0.0)  # 1 rad away from where the arm is
+    q0, _ = s.tick(0.0, np.zeros(7))
+    q1, _ = s.tick(DT, np.zeros(7))
+    assert np.array_equal(q0, np.zeros(7))
+    assert np.allclose(q1, LIM.velocity * DT)
