@@ -75,9 +75,9 @@ class ChunkStream:
         self.chunk_timeout = float(chunk_timeout)
         self.heartbeat_timeout = float(heartbeat_timeout)
         self.current: Optional[Chunk] = None
-        self.previous: Optional[Chunk] = None
         self.switch_time = -np.inf
         self.last_cmd: Optional[np.ndarray] = None
+        self.blend_from = None
         self.last_grip = 0.0
         self.last_tick: Optional[float] = None
         self.estop = False
@@ -101,9 +101,33 @@ class ChunkStream:
             self.n_rejected += 1
             raise ChunkRejectedError(f'chunk starts at {chunk.t0:.3f} s, before the executing one '
                                 f'({self.current.t0:.3f} s): out of order, dropped')
-        self.previous, self.current = self.current, chunk
+        # Blend from the command function in effect now (itself possibly mid-blend), so a chunk
+        # that arrives during a blend still starts from a continuous command.
+        self.blend_from = self._command_fn(now)
+        self.current = chunk
         self.switch_time = now
         return chunk
+
+    def _command_fn(self, now: float):
+        """t -> (q, g) of what is being executed at ``now`` (None before the first command)."""
+        if self.last_cmd is not None and (self.current is None or self.hold_reason):
+            held = (self.last_cmd.copy(), self.last_grip)
+            return lambda t: held
+        cur, prev, ts, bt = self.current, self.blend_from, self.switch_time, self.blend_time
+        if cur is None:
+            return None
+        if prev is None or now - ts >= bt:
+            return cur.sample  # the older chain is no longer needed: drop it
+
+        def blended(t):
+            q, g = cur.sample(t)
+            if t - ts >= bt:
+                return q, g
+            a = (t - ts) / bt
+            a = a * a * (3 - 2 * a)  # smoothstep: no velocity jump at either end
+            q_old, g_old = prev(t)
+            return (1 - a) * q_old + a * q, (1 - a) * g_old + a * g
+        return blended
 
     def _validate(self, joint_names, positions, gripper, horizon, t0, step, now, expert):
         names = list(joint_names)
@@ -160,13 +184,8 @@ class ChunkStream:
         if now - c.received > self.chunk_timeout:
             return self._hold(f'no new chunk for {now - c.received:.2f} s (upstream dead or '
                               'stalled)', measured)
-        q, g = c.sample(now)
-        if self.previous is not None and now - self.switch_time < self.blend_time:
-            a = (now - self.switch_time) / self.blend_time
-            a = a * a * (3 - 2 * a)  # smoothstep: no velocity jump at either end
-            q_old, g_old = self.previous.sample(now)
-            q = (1 - a) * q_old + a * q
-            g = (1 - a) * g_old + a * g
+        self.hold_reason = ''
+        q, g = self._command_fn(now)(now)
         q = np.clip(q, self.limits.lower, self.limits.upper)
         if self.last_cmd is None and measured is not None:
             self.last_cmd = np.clip(measured, self.limits.lower, self.limits.upper)
@@ -176,6 +195,5 @@ class ChunkStream:
             if np.any(q_lim != q):
                 self.n_clamped += 1
             q = q_lim
-        self.hold_reason = ''
         self.last_cmd, self.last_grip = q.copy(), float(g)
         return q, float(g)
