@@ -36,6 +36,34 @@ class NodeSpec:
     module: Optional[str] = None
 
 
+# Every topic of the graph, for recording (relative names resolve in the stack's namespace).
+GRAPH_TOPICS = (
+    ('instruction', 'std_msgs/msg/String'),
+    ('subgoals', 'hybrid_vla_msgs/msg/SubGoalList'),
+    ('waypoints', 'hybrid_vla_msgs/msg/WaypointArray'),
+    ('expert', 'hybrid_vla_msgs/msg/ExpertSelection'),
+    ('action_chunk', 'hybrid_vla_msgs/msg/ActionChunk'),
+    ('markers', 'visualization_msgs/msg/MarkerArray'),
+    ('predicted_path', 'nav_msgs/msg/Path'),
+    ('/joint_states', 'sensor_msgs/msg/JointState'),
+    ('camera/image_raw', 'sensor_msgs/msg/Image'),
+    ('camera/camera_info', 'sensor_msgs/msg/CameraInfo'),
+    ('/forward_position_controller/commands', 'std_msgs/msg/Float64MultiArray'),
+    ('/gripper_controller/commands', 'std_msgs/msg/Float64MultiArray'),
+    ('/joint_trajectory_controller/joint_trajectory', 'trajectory_msgs/msg/JointTrajectory'),
+    ('ground_truth/objects', 'visualization_msgs/msg/MarkerArray'),
+    ('ground_truth/tool_pose', 'geometry_msgs/msg/PoseStamped'),
+    ('/diagnostics', 'diagnostic_msgs/msg/DiagnosticArray'),
+)
+
+
+def recorder_spec(path: str, *, namespace: str = '', topics=GRAPH_TOPICS) -> NodeSpec:
+    """A node that records ``topics`` into the MCAP bag ``path`` (``ros2 bag record``'s role)."""
+    return NodeSpec(package='hybrid_vla_ros', executable='bag_recorder', name='bag_recorder',
+                    namespace=namespace, module='hybrid_vla_ros.data.topic_recorder',
+                    arguments=(os.path.abspath(path),) + tuple(f'{t}:{ty}' for t, ty in topics))
+
+
 def description_share() -> str:
     """share/ folder of hybrid_vla_description (installed), or its source folder."""
     try:

@@ -16,6 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--namespace', default='')
     parser.add_argument('--set', action='append', default=[], metavar='NODE:PARAM=VALUE',
                         help='override a node parameter, e.g. sim_arm:task=reach')
+    parser.add_argument('--bag', metavar='FILE.mcap',
+                        help='also record every topic of the graph into this MCAP bag')
 
 
 def parse_overrides(items):
@@ -33,6 +35,8 @@ def parse_overrides(items):
 def run(args) -> int:
     specs = arm_graph(robot=args.robot, hardware=args.hardware, device=args.device,
                       namespace=args.namespace)
+    if args.bag:
+        specs.append(recorder_spec(args.bag, namespace=args.namespace))
     launcher = GraphProcesses(specs, overrides=parse_overrides(args.set))
     if not launcher.specs:
         print('[launch] nothing to start without a ROS 2 install')
