@@ -4,7 +4,7 @@ import argparse
 
 import yaml
 
-from hybrid_vla_ros.bringup.graph import DEVICES, HARDWARE, arm_graph
+from hybrid_vla_ros.bringup.graph import DEVICES, HARDWARE, arm_graph, recorder_spec
 from hybrid_vla_ros.bringup.process_launcher import GraphProcesses
 
 
