@@ -13,6 +13,8 @@ COMMANDS = {
     'demo': ('hybrid_vla_ros.demo', 'run the demo (see README)'),
     'collect': ('hybrid_vla_ros.data.collect',
                 'record scripted-expert demonstrations into a dataset folder'),
+    'train': ('hybrid_vla_ros.training.cli', 'train a level (motor, strategic, tactical, router)'),
+    'eval': ('hybrid_vla_ros.evaluation.cli', 'closed-loop evaluation (JSON on the last line)'),
     'launch': ('hybrid_vla_ros.bringup.launch_command',
                'bring up a node graph as OS processes (pip-only ros2 launch)'),
 }

@@ -17,6 +17,8 @@ Per-step arrays (T steps at ``fps``):
 - ``observation.tool_pose`` (T, 7) float32: TCP xyz [m] + quat xyzw, base frame
 - ``observation.goal`` (T, 8) float32: active sub-goal target xyz + quat xyzw + gripper
 - ``observation.waypoint`` (T, 8) float32: final waypoint of the active sub-goal, same layout
+- ``observation.active_waypoint`` (T, 8) float32: the waypoint the arm is heading to (the
+  :class:`~hybrid_vla_ros.motor.features.WaypointTracker` rule), what the motor level sees
 - ``observation.subgoal_index`` (T,) int32
 - ``action`` (T, 8) float32: expert joint targets [rad] + gripper command [0..1]
 - ``timestamp`` (T,) float32 [s]
@@ -33,7 +35,23 @@ import numpy as np
 FORMAT = 'hybrid_vla_dataset'
 VERSION = 1
 STEP_KEYS = ('observation.state', 'observation.tool_pose', 'observation.goal',
-             'observation.waypoint', 'observation.subgoal_index', 'action', 'timestamp')
+             'observation.waypoint', 'observation.active_waypoint', 'observation.subgoal_index',
+             'action', 'timestamp')
+
+
+def active_waypoints(obs_list) -> np.ndarray:
+    """(T, 8) waypoint each step heads to, by the motor level's tracking rule."""
+    from hybrid_vla_ros.motor.features import WaypointTracker, waypoint_vector
+    tracker, key, out = WaypointTracker(), None, []
+    for o in obs_list:
+        wps = o['waypoints']
+        k = (o['subgoal_index'], tuple(tuple(w['pos']) for w in wps))
+        if k != key:
+            tracker.set_waypoints([waypoint_vector(w['pos'], w['quat'], w['gripper'])
+                                   for w in wps])
+            key = k
+        out.append(tracker.update(o['tool_pos']))
+    return np.stack(out).astype(np.float32)
 
 
 class DatasetError(ValueError):
@@ -64,6 +82,7 @@ def episode_arrays(log, frames=None, image_stride: int = 0, dt: float = 0.05):
                                            for o in obs]).astype(np.float32),
         'observation.goal': np.stack([goal_of(o) for o in obs]).astype(np.float32),
         'observation.waypoint': np.stack([o['waypoint'] for o in obs]).astype(np.float32),
+        'observation.active_waypoint': active_waypoints(obs),
         'observation.subgoal_index': np.array([o['subgoal_index'] for o in obs], np.int32),
         'action': np.stack([np.concatenate([q, [g]]) for _, q, g in log]).astype(np.float32),
         'timestamp': (np.arange(len(log)) * dt).astype(np.float32),
@@ -92,7 +111,7 @@ class DatasetWriter:
                 'image_shape': list(image_shape) if image_shape else None,
                 'features': {'observation.state': [8], 'observation.tool_pose': [7],
                              'observation.goal': [8], 'observation.waypoint': [8],
-                             'action': [8]}}
+                             'observation.active_waypoint': [8], 'action': [8]}}
         if os.path.exists(info_path):
             with open(info_path) as f:
                 old = json.load(f)

@@ -1,0 +1,1 @@
+"""Closed-loop evaluation in the MuJoCo sim (ROS-free) and through the ROS graph."""

@@ -1,0 +1,1 @@
+"""The motor level's runtime (ROS-free): observation features, waypoint tracking, policy."""

@@ -1,0 +1,88 @@
+"""The motor policy object: checkpoints -> action chunks. Used by the node, eval and benches.
+
+Transport-free (openpi's split): the ROS node, the sim evaluation and the benchmarks all call
+:meth:`MotorPolicy.act` with the same inputs.
+"""
+import os
+import time
+from typing import Dict, Optional
+
+import numpy as np
+import torch
+
+from hybrid_vla_ros.models.checkpoint import load_checkpoint
+from hybrid_vla_ros.motor.features import goal_features
+
+
+def default_checkpoint_dir() -> str:
+    """Checkpoints shipped with the package (``hybrid_vla_ros/checkpoints``)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    return os.path.normpath(os.path.join(here, '..', '..', 'checkpoints'))
+
+
+class MotorPolicy:
+    """Runs the selected action expert on (joint state, active waypoint, tool pose).
+
+    :param experts: name -> loaded expert module.
+    :param device: torch device; on CUDA the sampler loops run as CUDA graphs.
+    :param capture: capture backend of the K-step loops ('auto' picks the fastest that matches
+        eager on CPU; None = plain eager).
+    """
+
+    def __init__(self, experts: Dict[str, torch.nn.Module], *, device: str = 'cpu',
+                 capture: Optional[str] = 'auto'):
+        if not experts:
+            raise ValueError('MotorPolicy needs at least one expert')
+        self.device = torch.device(device)
+        self.experts = {}
+        for name, e in experts.items():
+            e = e.to(self.device).eval()
+            if capture is not None:
+                e.set_capture(capture)
+            self.experts[name] = e
+        first = next(iter(self.experts.values()))
+        self.horizon = first.config.horizon
+
+    @classmethod
+    def from_checkpoints(cls, paths: Dict[str, str], **kw) -> 'MotorPolicy':
+        return cls({name: load_checkpoint(path) for name, path in paths.items()}, **kw)
+
+    def _expert(self, name: str):
+        if name not in self.experts:
+            raise ValueError(f'unknown expert {name!r}: loaded are {sorted(self.experts)}')
+        return self.experts[name]
+
+    @torch.no_grad()
+    def act(self, expert: str, state, waypoint, tool_pos, tool_quat, *,
+            steps: Optional[int] = None, generator: Optional[torch.Generator] = None):
+        """One chunk: returns (positions (H, 8) absolute joint targets + gripper,
+        coarse (H, 8) or None, inference time in ms).
+
+        Raises ValueError on NaN/Inf or wrong sizes (nothing is produced then).
+        """
+        e = self._expert(expert)
+        s = np.asarray(state, np.float32).reshape(-1)
+        if s.shape[0] != 8 or not np.all(np.isfinite(s)):
+            raise ValueError(f'motor state must be 8 finite values, got {s.tolist()}')
+        g = goal_features(waypoint, tool_pos, tool_quat)
+        obs = {'state': torch.from_numpy(s)[None].to(self.device),
+               'goal': torch.from_numpy(g)[None].to(self.device)}
+        t0 = time.perf_counter()
+        kwargs = {}
+        if generator is not None and expert != 'token':
+            kwargs['generator'] = generator
+        coarse = None
+        if expert == 'coarse_to_fine':
+            chunk, coarse = e.sample(obs, steps=steps, return_coarse=True, **kwargs)
+            coarse = coarse[0].cpu().numpy()
+        elif expert in ('flow', 'diffusion'):
+            chunk = e.sample(obs, steps=steps, **kwargs)
+        else:
+            chunk = e.sample(obs)
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize()
+        ms = (time.perf_counter() - t0) * 1e3
+        out = chunk[0].cpu().numpy().astype(np.float64)
+        if not np.all(np.isfinite(out)):
+            raise ValueError(f'expert {expert} produced NaN/Inf')
+        return out, coarse, ms

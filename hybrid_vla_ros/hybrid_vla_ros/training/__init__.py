@@ -1,0 +1,1 @@
+"""Training of the learned levels (pure PyTorch; no ROS)."""
