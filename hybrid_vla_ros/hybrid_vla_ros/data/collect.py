@@ -50,7 +50,7 @@ def _run_episode(job):
     # The plan and each sub-goal's waypoints as the expert saw them at the episode start.
     _SIM.reset(task, seed)
     state = task_state(_SIM)
-    subgoals = plan(state)
+    subgoals = plan(state, res.get('expert_choice', 0))  # the mode the expert executed
     meta = {'task': task, 'seed': seed, 'instruction': res['instruction'],
             'success': res['success'], 'error_mm': res['error_mm'],
             'subgoals': [sg.to_dict() for sg in subgoals],

@@ -13,8 +13,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--expert', default='coarse_to_fine',
                         choices=list(expert_names()) + ['router'])
     parser.add_argument('--episodes', type=int, default=20)
-    parser.add_argument('--seed', type=int, default=1000,
-                        help='seed of episode 0 (training data uses 0..N; default 1000)')
+    parser.add_argument('--seed', type=int, default=1_000_000,
+                        help='seed of episode 0 (training data uses seeds < 1000000; '
+                             'default 1000000)')
     parser.add_argument('--bins', type=int, default=None,
                         help='token bins: picks the <expert>_b<bins> checkpoint')
     parser.add_argument('--refine-steps', type=int, default=None,

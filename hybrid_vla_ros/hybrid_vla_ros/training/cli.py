@@ -4,6 +4,7 @@ import importlib
 
 TARGETS = {
     'motor': 'hybrid_vla_ros.training.train_motor',
+    'router': 'hybrid_vla_ros.training.train_router',
 }
 
 

@@ -154,7 +154,8 @@ def run(args) -> int:
         torch.nn.utils.clip_grad_norm_(expert.parameters(), 1.0)
         opt.step()
         sched.step()
-        ema = float(loss) if ema is None else 0.98 * ema + 0.02 * float(loss)
+        value = float(loss.detach())
+        ema = value if ema is None else 0.98 * ema + 0.02 * value
         bar.set_postfix(loss=f'{ema:.4f}')
         last = step + 1 == args.steps
         if rank == 0 and ((step + 1) % args.val_every == 0 or last):

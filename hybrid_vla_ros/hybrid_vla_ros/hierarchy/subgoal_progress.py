@@ -1,0 +1,45 @@
+"""When is the active sub-goal done? Decided from the measured state only (no ground truth).
+
+A sub-goal is complete when the tool is within ``reach_tol`` of its target and, for skills that
+move the gripper, the gripper has settled in the commanded state, for ``hold_steps`` consecutive
+updates. A sub-goal that is not done within ``timeout`` seconds is reported stale (the strategic
+planner then re-plans).
+"""
+from typing import Optional
+
+import numpy as np
+
+GRIPPER_SKILLS = {'grasp': True, 'release': False}  # skill -> wants closed
+
+
+class SubgoalProgress:
+    def __init__(self, reach_tol: float = 0.01, settle_tol: float = 0.02, hold_steps: int = 2,
+                 timeout: float = 20.0):
+        self.reach_tol, self.settle_tol = reach_tol, settle_tol
+        self.hold_steps, self.timeout = hold_steps, timeout
+        self.reset(None)
+
+    def reset(self, started_at: Optional[float]) -> None:
+        self.started_at = started_at
+        self.prev_g = None
+        self.count = 0
+
+    def update(self, now: float, skill: str, target_pos, tool_pos, gripper: float) -> str:
+        """'done', 'stale' or 'active' for the sub-goal being executed."""
+        if self.started_at is None:
+            self.started_at = now
+        settled = self.prev_g is not None and abs(gripper - self.prev_g) < self.settle_tol
+        self.prev_g = gripper
+        reached = float(np.linalg.norm(np.asarray(target_pos) - np.asarray(tool_pos))) \
+            < self.reach_tol
+        if skill in GRIPPER_SKILLS:
+            closed = GRIPPER_SKILLS[skill]
+            ok = reached and settled and ((gripper > 0.3) if closed else (gripper < 0.2))
+        else:
+            ok = reached
+        self.count = self.count + 1 if ok else 0
+        if self.count >= self.hold_steps:
+            return 'done'
+        if now - self.started_at > self.timeout:
+            return 'stale'
+        return 'active'

@@ -1,0 +1,199 @@
+"""``motor_policy``: the selected action expert on the latest waypoints + joint state.
+
+Subscribes ``/joint_states``, ``waypoints`` and ``expert``; at ``rate`` Hz publishes an
+``action_chunk`` whose stamp is the time of its first step and whose ``observation_stamp`` is
+the joint state it was computed from. Publishes nothing (so the executor holds) while the joint
+state is missing/stale/invalid or there are no waypoints. The predicted tool path goes to
+``predicted_path`` (nav_msgs/Path) and ``markers`` for rviz; inference time to ``/diagnostics``.
+"""
+import os
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import Point, PoseStamped
+from nav_msgs.msg import Path
+import numpy as np
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from rclpy.time import Time
+from sensor_msgs.msg import JointState
+from visualization_msgs.msg import Marker, MarkerArray
+
+from hybrid_vla_msgs.msg import ActionChunk, ExpertSelection, WaypointArray
+from hybrid_vla_ros.evaluation.motor_eval import motor_checkpoint
+from hybrid_vla_ros.motor.features import waypoint_vector, WaypointTracker
+from hybrid_vla_ros.motor.policy import MotorPolicy
+from hybrid_vla_ros.nodes.node_main import run_node
+from hybrid_vla_ros.nodes.qos import COMMAND, LATCHED, SENSOR
+from hybrid_vla_ros.sim.description import urdf_string, xacro_path
+from hybrid_vla_ros.sim.kinematics import Kinematics
+
+
+def _d(text: str) -> ParameterDescriptor:
+    return ParameterDescriptor(description=text)
+
+
+def pose_vector(pose) -> tuple:
+    p, q = pose.position, pose.orientation
+    return (p.x, p.y, p.z), (q.x, q.y, q.z, q.w)
+
+
+class MotorPolicyNode(Node):
+    def __init__(self):
+        super().__init__('motor_policy')
+        p = self.declare_parameter
+        self.joint_names = list(p('joint_names', [f'joint_{i}' for i in range(1, 8)],
+                                  _d('arm joints, in chunk order')).value)
+        urdf_file = p('urdf', 'arm7.urdf.xacro', _d('xacro in hybrid_vla_description')).value
+        self.gripper_joint = p('gripper_joint', 'finger_left_joint', _d('gripper joint')).value
+        js_topic = p('joint_states_topic', '/joint_states', _d('joint state topic')).value
+        self.base_frame = p('base_frame', 'base_link', _d('frame of poses')).value
+        self.rate = p('rate', 20.0, _d('chunk rate (Hz); sustains >= 100')).value
+        device = p('device', 'cpu', _d('torch device: cpu or cuda')).value
+        ckpt_dir = p('checkpoint_dir', '', _d('motor checkpoints; empty = shipped')).value
+        experts = list(p('experts', ['token', 'flow', 'diffusion', 'coarse_to_fine'],
+                         _d('experts to load')).value)
+        self.expert = p('default_expert', 'coarse_to_fine', _d('expert before a selection')).value
+        steps = p('refine_steps', -1, _d('K sampler steps; -1 = checkpoint default')).value
+        self.step_s = p('chunk_step', 0.05, _d('seconds between chunk steps')).value
+        self.state_timeout = p('state_timeout', 0.25, _d('joint state older = stale (s)')).value
+        self.steps = None if steps < 0 else int(steps)
+        if self.expert not in experts:
+            raise ValueError(f'default_expert {self.expert!r} is not in experts {experts}')
+        self.policy = MotorPolicy.from_checkpoints(
+            {e: motor_checkpoint(e, None, ckpt_dir or None) for e in experts}, device=device)
+        self.kin = Kinematics.from_urdf(urdf_string(xacro_path(os.path.join('urdf', urdf_file))))
+        self.finger_open = 0.04
+        self.tracker = WaypointTracker()
+        self.subgoal_id = ''
+        self.js = None
+        self.js_stamp = None
+        self.inference_ms = []
+        self.published = 0
+        self.errors = 0
+
+        self.pub_chunk = self.create_publisher(ActionChunk, 'action_chunk', COMMAND)
+        self.pub_path = self.create_publisher(Path, 'predicted_path', 10)
+        self.pub_markers = self.create_publisher(MarkerArray, 'markers', 10)
+        self.pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.create_subscription(JointState, js_topic, self.on_joint_state, SENSOR)
+        self.create_subscription(WaypointArray, 'waypoints', self.on_waypoints, COMMAND)
+        self.create_subscription(ExpertSelection, 'expert', self.on_expert, LATCHED)
+        self.create_timer(1.0 / self.rate, self.on_tick)
+        self.create_timer(1.0, self.on_diagnostics)
+        self.get_logger().info(f'motor_policy: experts {experts} on {device}, {self.rate} Hz')
+
+    def now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def on_joint_state(self, msg: JointState) -> None:
+        names = list(msg.name)
+        try:
+            q = [msg.position[names.index(j)] for j in self.joint_names]
+            fingers = msg.position[names.index(self.gripper_joint)]
+        except (ValueError, IndexError):
+            self.get_logger().error(f'joint_states lacks {self.joint_names} / '
+                                    f'{self.gripper_joint} (or positions); ignored',
+                                    throttle_duration_sec=1.0)
+            return
+        state = np.array(q + [1.0 - fingers / self.finger_open])
+        if not np.all(np.isfinite(state)):
+            self.get_logger().error('joint_states has NaN/Inf; ignored', throttle_duration_sec=1)
+            return
+        state[7] = np.clip(state[7], 0.0, 1.0)
+        self.js, self.js_stamp = state, msg.header.stamp
+
+    def on_waypoints(self, msg: WaypointArray) -> None:
+        try:
+            wps = [waypoint_vector(*pose_vector(w.pose), w.gripper) for w in msg.waypoints]
+            self.tracker.set_waypoints(wps)
+        except ValueError as e:
+            self.get_logger().error(f'rejected waypoints for {msg.subgoal_id!r}: {e}')
+            return
+        self.subgoal_id = msg.subgoal_id
+
+    def on_expert(self, msg: ExpertSelection) -> None:
+        if msg.expert not in self.policy.experts:
+            self.get_logger().error(f'router selected {msg.expert!r}, not loaded '
+                                    f'({sorted(self.policy.experts)}); keeping {self.expert!r}')
+            return
+        if msg.expert != self.expert:
+            self.get_logger().info(f'expert: {self.expert} -> {msg.expert}')
+        self.expert = msg.expert
+
+    def on_tick(self) -> None:
+        if self.js is None or not self.tracker.waypoints:
+            return
+        age = self.now() - Time.from_msg(self.js_stamp).nanoseconds * 1e-9
+        if age > self.state_timeout:
+            self.get_logger().warn(f'joint state is {age:.2f} s old: not acting',
+                                   throttle_duration_sec=1.0)
+            return
+        state, stamp = self.js, self.js_stamp
+        tool_pos, tool_quat = self.kin.fk(state[:7])
+        wp = self.tracker.update(tool_pos)
+        try:
+            chunk, coarse, ms = self.policy.act(self.expert, state, wp, tool_pos, tool_quat,
+                                                steps=self.steps)
+        except ValueError as e:
+            self.errors += 1
+            self.get_logger().error(f'no chunk: {e}', throttle_duration_sec=1.0)
+            return
+        msg = ActionChunk(expert=self.expert, joint_names=self.joint_names,
+                          horizon=len(chunk))
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = self.base_frame
+        msg.step.sec, msg.step.nanosec = int(self.step_s), int((self.step_s % 1) * 1e9)
+        msg.positions = chunk[:, :7].ravel().tolist()
+        msg.gripper = np.clip(chunk[:, 7], 0.0, 1.0).tolist()
+        msg.coarse = [] if coarse is None else coarse[:, :7].astype(float).ravel().tolist()
+        default_k = getattr(self.policy.experts[self.expert].config, 'steps', 0)
+        msg.refine_steps = int(default_k if self.steps is None or not default_k else self.steps)
+        msg.inference_ms = float(ms)
+        msg.observation_stamp = stamp
+        self.pub_chunk.publish(msg)
+        self.inference_ms.append(ms)
+        self.published += 1
+        self._publish_prediction(chunk, msg.header.stamp)
+
+    def _publish_prediction(self, chunk, stamp) -> None:
+        path = Path()
+        path.header.stamp, path.header.frame_id = stamp, self.base_frame
+        line = Marker(ns='predicted_trajectory', id=0, type=Marker.LINE_STRIP)
+        line.header = path.header
+        line.scale.x = 0.004
+        line.color.g, line.color.a = 0.8, 1.0
+        line.pose.orientation.w = 1.0
+        for q in chunk[:, :7]:
+            pos, quat = self.kin.fk(q)
+            ps = PoseStamped()
+            ps.header = path.header
+            ps.pose.position.x, ps.pose.position.y, ps.pose.position.z = map(float, pos)
+            (ps.pose.orientation.x, ps.pose.orientation.y, ps.pose.orientation.z,
+             ps.pose.orientation.w) = map(float, quat)
+            path.poses.append(ps)
+            line.points.append(Point(x=float(pos[0]), y=float(pos[1]), z=float(pos[2])))
+        self.pub_path.publish(path)
+        self.pub_markers.publish(MarkerArray(markers=[line]))
+
+    def on_diagnostics(self) -> None:
+        ms = np.asarray(self.inference_ms or [np.nan])
+        st = DiagnosticStatus(name='motor_policy', hardware_id='policy')
+        st.level = DiagnosticStatus.OK if self.published else DiagnosticStatus.WARN
+        st.message = f'{self.published} chunks/s from {self.expert}' if self.published \
+            else 'idle: waiting for joint states and waypoints'
+        st.values = [KeyValue(key=k, value=str(v)) for k, v in (
+            ('rate_hz', self.published), ('inference_ms_p50', f'{np.median(ms):.2f}'),
+            ('inference_ms_p99', f'{np.percentile(ms, 99):.2f}'), ('expert', self.expert),
+            ('subgoal_id', self.subgoal_id), ('errors', self.errors))]
+        arr = DiagnosticArray(status=[st])
+        arr.header.stamp = self.get_clock().now().to_msg()
+        self.pub_diag.publish(arr)
+        self.inference_ms, self.published = [], 0
+
+
+def main(args=None):
+    run_node(MotorPolicyNode, args)
+
+
+if __name__ == '__main__':
+    main()
