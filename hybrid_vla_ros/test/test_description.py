@@ -7,8 +7,13 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-from hybrid_vla_ros.sim.description import (urdf_string, description_dir,  # noqa: E402
-                                            controllers_yaml_path, joint_limits, home_pose)
+from hybrid_vla_ros.sim.description import (  # noqa: E402
+    controllers_yaml_path,
+    description_dir,
+    home_pose,
+    joint_limits,
+    urdf_string,
+)
 
 ARM = [f'joint_{i}' for i in range(1, 8)]
 

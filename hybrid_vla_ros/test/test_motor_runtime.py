@@ -9,7 +9,7 @@ import torch
 
 from hybrid_vla_ros.hierarchy.subgoal_progress import SubgoalProgress
 from hybrid_vla_ros.models.registry import build_expert
-from hybrid_vla_ros.motor.features import GOAL_DIM, goal_features, WaypointTracker
+from hybrid_vla_ros.motor.features import GOAL_DIM, WaypointTracker, goal_features
 from hybrid_vla_ros.motor.policy import MotorPolicy
 
 torch.set_num_threads(1)

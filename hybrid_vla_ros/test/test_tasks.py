@@ -10,11 +10,10 @@ os.environ.setdefault('MUJOCO_GL', 'egl')
 
 pytest.importorskip('mujoco')
 
-from hybrid_vla_ros.sim.arm_sim import ArmSim  # noqa: E402
 from hybrid_vla_ros.sim import tasks as T  # noqa: E402
+from hybrid_vla_ros.sim.arm_sim import ArmSim  # noqa: E402
 from hybrid_vla_ros.sim.rollout import rollout  # noqa: E402
-from hybrid_vla_ros.sim.scripted_expert import (ScriptedExpert, plan, task_state,  # noqa: E402
-                                                waypoints)
+from hybrid_vla_ros.sim.scripted_expert import ScriptedExpert, plan, task_state, waypoints  # noqa: E402
 
 TASKS = ['reach', 'pick_place', 'stack', 'multimodal', 'detour']
 

@@ -27,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--image-stride', type=int, default=5,
                         help='store every k-th camera frame; 0 = no images (default 5)')
     parser.add_argument('--image-size', type=int, default=128, help='camera width=height')
+    parser.add_argument('--action-noise', type=float, default=0.0,
+                        help='DART noise (rad) on the executed targets of every other episode; '
+                             'labels stay the clean expert targets (default 0)')
     parser.add_argument('--keep-failed', action='store_true',
                         help='also store episodes the expert failed (flagged success=false)')
 
@@ -44,14 +47,15 @@ def _run_episode(job):
     from hybrid_vla_ros.sim.scripted_expert import plan, task_state, waypoints
     from hybrid_vla_ros.sim.tasks import CONTROL_DT
 
-    index, task, seed, image_stride = job
-    res = rollout(_SIM, task, seed, policy=None, image=image_stride > 0, record=True)
+    index, task, seed, image_stride, noise = job
+    res = rollout(_SIM, task, seed, policy=None, image=image_stride > 0, record=True,
+                  action_noise=noise)
     arrays = episode_arrays(res['log'], res.get('frames'), image_stride, CONTROL_DT)
     # The plan and each sub-goal's waypoints as the expert saw them at the episode start.
     _SIM.reset(task, seed)
     state = task_state(_SIM)
     subgoals = plan(state, res.get('expert_choice', 0))  # the mode the expert executed
-    meta = {'task': task, 'seed': seed, 'instruction': res['instruction'],
+    meta = {'task': task, 'seed': seed, 'instruction': res['instruction'], 'action_noise': noise,
             'success': res['success'], 'error_mm': res['error_mm'],
             'subgoals': [sg.to_dict() for sg in subgoals],
             'waypoints': [[w.to_dict() for w in waypoints(sg, state)] for sg in subgoals]}
@@ -72,7 +76,8 @@ def run(args) -> int:
                            joint_names=list(cfg.joint_names),
                            image_shape=(args.image_size, args.image_size, 3)
                            if args.image_stride else None)
-    jobs = [(i, tasks[i % len(tasks)], args.seed + i, args.image_stride)
+    jobs = [(i, tasks[i % len(tasks)], args.seed + i, args.image_stride,
+             args.action_noise if i % 2 else 0.0)
             for i in range(args.episodes) if not writer.has(i)]
     skipped = args.episodes - len(jobs)
     if skipped:

@@ -15,7 +15,7 @@ import torch
 from hybrid_vla_ros.models.checkpoint import load_checkpoint, save_checkpoint
 from hybrid_vla_ros.models.configuration import RouterConfig
 from hybrid_vla_ros.models.router import Router, train_router
-from hybrid_vla_ros.motor.policy import default_checkpoint_dir, MotorPolicy
+from hybrid_vla_ros.motor.policy import MotorPolicy, default_checkpoint_dir
 
 ROUTER_SEED = 5000  # held-out episodes for router labels: seeds 5000..
 

@@ -20,7 +20,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from hybrid_vla_msgs.msg import ActionChunk, ExpertSelection, WaypointArray
 from hybrid_vla_ros.evaluation.motor_eval import motor_checkpoint
-from hybrid_vla_ros.motor.features import waypoint_vector, WaypointTracker
+from hybrid_vla_ros.motor.features import WaypointTracker, waypoint_vector
 from hybrid_vla_ros.motor.policy import MotorPolicy
 from hybrid_vla_ros.nodes.node_main import run_node
 from hybrid_vla_ros.nodes.qos import COMMAND, LATCHED, SENSOR

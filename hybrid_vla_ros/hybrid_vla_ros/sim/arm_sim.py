@@ -13,11 +13,11 @@ import os
 
 os.environ.setdefault('MUJOCO_GL', 'egl')
 
-import numpy as np  # noqa: E402
 import mujoco  # noqa: E402
+import numpy as np  # noqa: E402
 
-from .description import urdf_string, joint_limits, home_pose  # noqa: E402
-from .kinematics import Kinematics, ARM_JOINTS, mat_to_quat, quat_wxyz_to_xyzw  # noqa: E402
+from .description import home_pose, joint_limits, urdf_string  # noqa: E402
+from .kinematics import ARM_JOINTS, Kinematics, mat_to_quat, quat_wxyz_to_xyzw  # noqa: E402
 
 FINGER_JOINTS = ('finger_left_joint', 'finger_right_joint')
 FINGER_OPEN = 0.04  # m per finger
@@ -225,7 +225,7 @@ class ArmSim:
 
         Returns the episode description (see ``tasks.Episode``).
         """
-        from .tasks import get_task, Episode
+        from .tasks import Episode, get_task
         m, d = self.model, self.data
         mujoco.mj_resetData(m, d)
         self.seed = int(seed)

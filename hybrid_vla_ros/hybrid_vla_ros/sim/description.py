@@ -1,8 +1,8 @@
 """Locate the ``hybrid_vla_description`` package and expand its xacro to a URDF string."""
 from __future__ import annotations
 
-import os
 from functools import lru_cache
+import os
 
 PACKAGE = 'hybrid_vla_description'
 DEFAULT_XACRO = os.path.join('urdf', 'arm7.urdf.xacro')

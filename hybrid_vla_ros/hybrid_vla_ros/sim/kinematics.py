@@ -6,8 +6,8 @@ private ``MjData``, so it never disturbs the simulation state. Poses are in the 
 """
 from __future__ import annotations
 
-import numpy as np
 import mujoco
+import numpy as np
 
 ARM_JOINTS = tuple(f'joint_{i}' for i in range(1, 8))
 TCP_BODY = 'tool0'

@@ -26,8 +26,8 @@ import time as _time
 
 import numpy as np
 
-from .tasks import CONTROL_DT, get_task
 from .scripted_expert import ScriptedExpert, plan, task_state, waypoints
+from .tasks import CONTROL_DT, get_task
 
 
 def _obs(sim, expert, task, seed, instruction, step, image):
@@ -89,8 +89,14 @@ class _SubgoalTracker:
 
 def rollout(sim, task, seed: int, policy=None, max_steps: int | None = None, image: bool = False,
             held_out: bool = False, record: bool = False, control_dt: float = CONTROL_DT,
-            stop_on_success: bool = False):
+            stop_on_success: bool = False, action_noise: float = 0.0):
     """Run ``policy`` (None = scripted expert) closed loop on (task, seed).
+
+    ``action_noise`` (rad, expert only): DART-style noise injection for data collection. The
+    executed joint targets get smooth (Ornstein-Uhlenbeck, 0.3 s correlation) noise of this
+    standard deviation while the expert follows a trajectory segment (not in its settle/servo
+    phases); the log records the expert's clean targets, so demonstrations show how to return
+    to the plan from perturbed states.
 
     Returns {'success', 'error_mm', 'steps', 'sim_time', 'wall_time', 'clamped', 'rejected',
     'instruction', 'task', 'seed', 'subgoals' (list of dicts), 'expert_choice' (mode index of
@@ -112,11 +118,21 @@ def rollout(sim, task, seed: int, policy=None, max_steps: int | None = None, ima
     clamped = rejected = 0
     t0 = _time.perf_counter()
     steps = 0
+    noise_rng = np.random.default_rng([int(seed), 7919])
+    noise = np.zeros(7)
+    decay = np.exp(-control_dt / 0.3)
     for steps in range(1, max_steps + 1):
+        q_exec = None
         if policy is None:
             q_cmd, g_cmd = expert.act(sim)
             obs = _obs(sim, expert, task, seed, instruction, steps - 1, image) \
                 if (record or image) else None
+            if action_noise > 0:
+                noise = decay * noise + action_noise * np.sqrt(1 - decay ** 2) * \
+                    noise_rng.standard_normal(7)
+                queue = expert._queue[0] if expert._queue is not None else ()
+                if expert._phase == 'traj' and expert._k < len(queue) - 5:
+                    q_exec = np.asarray(q_cmd, float) + noise
         else:
             tracker.update(sim)
             obs = _obs(sim, expert, task, seed, instruction, steps - 1, image)
@@ -131,7 +147,7 @@ def rollout(sim, task, seed: int, policy=None, max_steps: int | None = None, ima
             if image:
                 frames.append(obs['image'])
         try:
-            clamped += int(sim.set_joint_targets(q_cmd))
+            clamped += int(sim.set_joint_targets(q_cmd if q_exec is None else q_exec))
             sim.set_gripper(g_cmd)
         except ValueError:  # malformed action (NaN, wrong length): hold the previous targets
             rejected += 1

@@ -10,13 +10,13 @@ Layers (mirroring the ROS graph):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, asdict
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .kinematics import down_quat, quat_to_mat, slerp, rotation_error
-from .tasks import CONTROL_DT, TCP_TO_FINGERTIP, get_task, MultimodalTask
 from .arm_sim import OBJECT_HALF_HEIGHT
+from .kinematics import down_quat, quat_to_mat, rotation_error, slerp
+from .tasks import CONTROL_DT, TCP_TO_FINGERTIP, MultimodalTask, get_task
 
 V_LIN = 0.25        # m/s   average-speed budget for Cartesian segments
 W_ANG = 1.0         # rad/s average angular speed budget

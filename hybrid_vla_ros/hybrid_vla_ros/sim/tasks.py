@@ -15,7 +15,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .arm_sim import (OBJECT_SLOTS, OBJECT_SHAPE, OBJECT_HALF_HEIGHT, PAD_SLOTS, OBSTACLE_HALF)
+from .arm_sim import OBJECT_HALF_HEIGHT, OBJECT_SHAPE, OBJECT_SLOTS, OBSTACLE_HALF, PAD_SLOTS
 from .kinematics import down_quat
 
 CONTROL_DT = 0.05  # s, 20 Hz control period of the motor level

@@ -5,7 +5,7 @@
 import argparse
 import json
 
-from hybrid_vla_ros.evaluation.routing import fit_router, ROUTER_SEED
+from hybrid_vla_ros.evaluation.routing import ROUTER_SEED, fit_router
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
