@@ -1,9 +1,10 @@
 """``sim_arm``: the MuJoCo arm behind the interfaces ros2_control would offer.
 
-Publishes ``/joint_states`` (arm + finger joints, position and velocity), ``camera/image_raw`` and
-``camera/camera_info``; accepts ``/forward_position_controller/commands``,
-``/joint_trajectory_controller/joint_trajectory`` and the gripper controller's command (finger
-position in metres, like a forward position controller on ``finger_left_joint``). Out-of-limit
+Publishes ``/joint_states`` (arm + finger joints, position and velocity), ``camera/image_raw``,
+``camera/depth/image_raw`` and ``camera/camera_info``; accepts
+``/forward_position_controller/commands``, ``/joint_trajectory_controller/joint_trajectory`` and
+the gripper controller's command (finger position in metres, like a forward position controller
+on ``finger_left_joint``). Out-of-limit
 commands are clamped and reported; malformed ones are rejected and the arm holds.
 Ground truth for evaluation only: ``ground_truth/objects`` (MarkerArray) and
 ``ground_truth/tool_pose``. Services ``~/reset`` (std_srvs/Trigger) and ``~/set_task``
@@ -62,6 +63,8 @@ class SimArmNode(Node):
         self.rtf = p('real_time_factor', 1.0, _d('sim seconds per wall second')).value
         self.task = p('task', 'pick_place', _d('initial task of the suite')).value
         self.seed = p('seed', 0, _d('initial episode seed')).value
+        self.publish_depth = p('publish_depth', True,
+                               _d('also publish camera/depth/image_raw (32FC1, m)')).value
         self.publish_gt = p('publish_ground_truth', True,
                             _d('publish object poses (evaluation only)')).value
         if self.control_rate <= 0 or self.camera_rate <= 0 or self.rtf <= 0:
@@ -81,6 +84,7 @@ class SimArmNode(Node):
         self.pub_js = self.create_publisher(JointState, js_topic, SENSOR)
         self.pub_img = self.create_publisher(Image, 'camera/image_raw', SENSOR)
         self.pub_info = self.create_publisher(CameraInfo, 'camera/camera_info', SENSOR)
+        self.pub_depth = self.create_publisher(Image, 'camera/depth/image_raw', SENSOR)
         self.pub_gt = self.create_publisher(MarkerArray, 'ground_truth/objects', 10)
         self.pub_tool = self.create_publisher(PoseStamped, 'ground_truth/tool_pose', 10)
         self.pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
@@ -171,6 +175,10 @@ class SimArmNode(Node):
         ci.r = np.eye(3).reshape(-1).tolist()
         ci.p = np.hstack([k, np.zeros((3, 1))]).reshape(-1).tolist()
         self.pub_info.publish(ci)
+        if self.publish_depth:
+            depth = cv2_to_imgmsg(self.sim.render_depth().astype('float32'), encoding='32FC1')
+            depth.header = img.header
+            self.pub_depth.publish(depth)
         if self.publish_gt:
             self._publish_ground_truth(stamp)
 
