@@ -30,6 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--action-noise', type=float, default=0.0,
                         help='DART noise (rad) on the executed targets of every other episode; '
                              'labels stay the clean expert targets (default 0)')
+    parser.add_argument('--recovery', type=int, default=0,
+                        help='recovery segments recorded after each precise (servo) episode')
     parser.add_argument('--keep-failed', action='store_true',
                         help='also store episodes the expert failed (flagged success=false)')
 
@@ -47,9 +49,9 @@ def _run_episode(job):
     from hybrid_vla_ros.sim.scripted_expert import plan, task_state, waypoints
     from hybrid_vla_ros.sim.tasks import CONTROL_DT
 
-    index, task, seed, image_stride, noise = job
+    index, task, seed, image_stride, noise, recovery = job
     res = rollout(_SIM, task, seed, policy=None, image=image_stride > 0, record=True,
-                  action_noise=noise)
+                  action_noise=noise, recovery_segments=recovery)
     arrays = episode_arrays(res['log'], res.get('frames'), image_stride, CONTROL_DT)
     # The plan and each sub-goal's waypoints as the expert saw them at the episode start.
     _SIM.reset(task, seed)
@@ -77,7 +79,7 @@ def run(args) -> int:
                            image_shape=(args.image_size, args.image_size, 3)
                            if args.image_stride else None)
     jobs = [(i, tasks[i % len(tasks)], args.seed + i, args.image_stride,
-             args.action_noise if i % 2 else 0.0)
+             args.action_noise if i % 2 else 0.0, args.recovery)
             for i in range(args.episodes) if not writer.has(i)]
     skipped = args.episodes - len(jobs)
     if skipped:

@@ -20,6 +20,8 @@ Per-step arrays (T steps at ``fps``):
 - ``observation.active_waypoint`` (T, 8) float32: the waypoint the arm is heading to (the
   :class:`~hybrid_vla_ros.motor.features.WaypointTracker` rule), what the motor level sees
 - ``observation.subgoal_index`` (T,) int32
+- ``segment`` (T,) int32: 0 for the demonstration, k >= 1 for its k-th recovery segment (the
+  expert bringing the arm back after a displacement); chunks never cross segments
 - ``action`` (T, 8) float32: expert joint targets [rad] + gripper command [0..1]
 - ``timestamp`` (T,) float32 [s]
 - ``observation.image`` (N, H, W, 3) uint8 and ``image_step`` (N,) int32: camera frames at
@@ -84,6 +86,7 @@ def episode_arrays(log, frames=None, image_stride: int = 0, dt: float = 0.05):
         'observation.waypoint': np.stack([o['waypoint'] for o in obs]).astype(np.float32),
         'observation.active_waypoint': active_waypoints(obs),
         'observation.subgoal_index': np.array([o['subgoal_index'] for o in obs], np.int32),
+        'segment': np.array([o.get('segment', 0) for o in obs], np.int32),
         'action': np.stack([np.concatenate([q, [g]]) for _, q, g in log]).astype(np.float32),
         'timestamp': (np.arange(len(log)) * dt).astype(np.float32),
     }

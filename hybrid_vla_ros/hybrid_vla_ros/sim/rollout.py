@@ -89,7 +89,8 @@ class _SubgoalTracker:
 
 def rollout(sim, task, seed: int, policy=None, max_steps: int | None = None, image: bool = False,
             held_out: bool = False, record: bool = False, control_dt: float = CONTROL_DT,
-            stop_on_success: bool = False, action_noise: float = 0.0):
+            stop_on_success: bool = False, action_noise: float = 0.0,
+            recovery_segments: int = 0):
     """Run ``policy`` (None = scripted expert) closed loop on (task, seed).
 
     ``action_noise`` (rad, expert only): DART-style noise injection for data collection. The
@@ -97,6 +98,12 @@ def rollout(sim, task, seed: int, policy=None, max_steps: int | None = None, ima
     standard deviation while the expert follows a trajectory segment (not in its settle/servo
     phases); the log records the expert's clean targets, so demonstrations show how to return
     to the plan from perturbed states.
+
+    ``recovery_segments`` (expert only, with ``record``): after a successful episode whose last
+    sub-goal is a precise (servo) one, that many times: displace the arm by a random joint offset
+    (0.5 mrad .. 40 mrad, log-uniform), let it settle there, then record the expert's IK servo
+    bringing the tool back onto the target. Each recorded step carries ``segment`` (0 = the
+    episode, k = k-th recovery) so training never chunks across a displacement.
 
     Returns {'success', 'error_mm', 'steps', 'sim_time', 'wall_time', 'clamped', 'rejected',
     'instruction', 'task', 'seed', 'subgoals' (list of dicts), 'expert_choice' (mode index of
@@ -156,7 +163,12 @@ def rollout(sim, task, seed: int, policy=None, max_steps: int | None = None, ima
             break
         if stop_on_success and task.success(sim):
             break
-    res = {'success': bool(task.success(sim)), 'error_mm': float(task.error_mm(sim)),
+    success, error_mm = bool(task.success(sim)), float(task.error_mm(sim))
+    if record and policy is None and recovery_segments and success \
+            and expert.active_subgoal.servo:
+        _record_recoveries(sim, expert, task, seed, instruction, image, n_sub,
+                           recovery_segments, log, frames, steps)
+    res = {'success': success, 'error_mm': error_mm,
            'steps': steps, 'sim_time': sim.time, 'wall_time': _time.perf_counter() - t0,
            'clamped': clamped, 'rejected': rejected, 'instruction': instruction,
            'task': task.name, 'seed': int(seed),
@@ -167,6 +179,42 @@ def rollout(sim, task, seed: int, policy=None, max_steps: int | None = None, ima
         if image:
             res['frames'] = frames
     return res
+
+
+def _record_recoveries(sim, expert, task, seed, instruction, image, n_sub, n_segments, log,
+                       frames, step0, max_servo_steps=25):
+    rng = np.random.default_rng([int(seed), 104729])
+    sg = expert.active_subgoal
+    q_home, g = expert._hold_q.copy(), expert._hold_g
+    step = step0
+    for k in range(1, n_segments + 1):
+        scale = float(np.exp(rng.uniform(np.log(5e-4), np.log(4e-2))))
+        q = sim.kin.clamp(q_home + rng.normal(0.0, scale, 7))
+        sim.set_joint_targets(q)
+        sim.step(6 * n_sub)  # settle at the displaced pose (0.3 s)
+        cmd_pos = np.asarray(sg.target_pos, float).copy()
+        converged = 0
+        for _ in range(max_servo_steps):
+            p, _ = sim.tool_pose()
+            err = np.asarray(sg.target_pos) - p
+            if np.linalg.norm(err) <= expert.servo_tol:
+                converged += 1
+                if converged > 3:
+                    break
+            else:
+                cmd_pos = cmd_pos + err
+                q, _, _, _ = sim.kin.ik(cmd_pos, sg.target_quat, q0=q, q_rest=None,
+                                        tol_pos=1e-7, tol_rot=1e-6)
+            obs = _obs(sim, expert, task, seed, instruction, step, image)
+            obs['segment'] = k
+            o = {kk: v for kk, v in obs.items() if kk != 'image'}
+            log.append((o, np.asarray(q, float).copy(), float(g)))
+            if image:
+                frames.append(obs['image'])
+            sim.set_joint_targets(q)
+            sim.set_gripper(g)
+            sim.step(n_sub)
+            step += 1
 
 
 def expert_policy(sim, expert: ScriptedExpert | None = None):

@@ -11,8 +11,8 @@ from hybrid_vla_ros.motor.features import goal_features
 def episode_samples(arrays: Dict[str, np.ndarray], horizon: int) -> Dict[str, np.ndarray]:
     """Every step of one episode: state (T, 8), goal (T, 21), action chunk (T, H, 8).
 
-    The chunk at step t is the expert's next ``horizon`` targets, padded with the last one (the
-    arm holds at the end of an episode).
+    The chunk at step t is the expert's next ``horizon`` targets, padded with the last one of
+    its segment (the arm holds at the end of an episode; a recovery segment starts afresh).
     """
     state = arrays['observation.state']
     tool = arrays['observation.tool_pose']
@@ -20,7 +20,12 @@ def episode_samples(arrays: Dict[str, np.ndarray], horizon: int) -> Dict[str, np
     act = arrays['action']
     T = len(act)
     goal = np.stack([goal_features(wp[t], tool[t, :3], tool[t, 3:]) for t in range(T)])
-    idx = np.minimum(np.arange(T)[:, None] + np.arange(horizon)[None, :], T - 1)
+    seg = arrays.get('segment', np.zeros(T, np.int32))
+    last = np.empty(T, np.int64)  # index of the last step of each step's segment
+    for k in np.unique(seg):
+        members = np.flatnonzero(seg == k)
+        last[members] = members[-1]
+    idx = np.minimum(np.arange(T)[:, None] + np.arange(horizon)[None, :], last[:, None])
     return {'state': state.astype(np.float32), 'goal': goal, 'action': act[idx]}
 
 
