@@ -1,97 +1,103 @@
-"""``hybrid-vla demo``: what `make demo` runs.
+"""``hybrid-vla demo`` (what ``make demo`` runs): the whole graph on the simulated arm.
 
-Today: two OS processes exchange the stack's custom interfaces over real DDS. A planner-side
-process publishes a SubGoalList (transient local) and an ActionChunk; this process receives and
-prints them. It grows into the full graph demo as the nodes land.
+Brings up sim_arm + strategic_planner + tactical_planner + expert_router + motor_policy +
+chunk_executor as separate processes with the shipped checkpoints, sends "put the red cube on the
+blue pad" and one more instruction, prints progress per sub-goal, records every topic into an
+MCAP bag, renders the rollout with the waypoints drawn into a GIF and an image strip, and ends
+with a one-line summary.
 """
 import argparse
 import os
-import signal
-import subprocess
-import sys
 import time
+
+import numpy as np
+
+# (task, seed, instruction): seed 1000029's scene has a red cube and a blue pad (seeds >= 1e6
+# are never used for training).
+EPISODES = (('pick_place', 1000029, 'put the red cube on the blue pad'),
+            ('reach', 1000001, None))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--timeout', type=float, default=30.0,
-                        help='seconds to wait for the messages (default 30)')
+    parser.add_argument('--out', default='runs/demo', help='folder for bag, GIF, logs')
+    parser.add_argument('--timeout', type=float, default=60.0, help='seconds per episode')
 
 
-def _publisher_main() -> None:
-    import rclpy
-    from rclpy.executors import ExternalShutdownException
-    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+def _project(points, cam):
+    T = cam['T_base_camera']
+    K = cam['K']
+    out = []
+    for p in points:
+        pc = T[:3, :3].T @ (np.asarray(p, float) - T[:3, 3])
+        if pc[2] > 1e-6:
+            out.append((K[0, 0] * pc[0] / pc[2] + K[0, 2], K[1, 1] * pc[1] / pc[2] + K[1, 2]))
+    return out
 
-    from hybrid_vla_msgs.msg import ActionChunk, SubGoal, SubGoalList
 
-    rclpy.init()
-    node = rclpy.create_node('demo_planner')
-    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
-    pub_plan = node.create_publisher(SubGoalList, 'subgoals', latched)
-    pub_chunk = node.create_publisher(ActionChunk, 'action_chunk', 10)
-    plan = SubGoalList(instruction='put the red cube on the blue pad')
-    for i, (skill, obj) in enumerate([('move_above', 'red_cube'), ('grasp', 'red_cube'),
-                                      ('place', 'blue_pad'), ('release', 'red_cube')]):
-        sg = SubGoal(id=f'sg{i}', skill=skill, object=obj, description=f'{skill} {obj}',
-                     confidence=1.0)
-        sg.target_pose.position.z = 0.1 * (i + 1)
-        plan.subgoals.append(sg)
-    plan.header.stamp = node.get_clock().now().to_msg()
-    pub_plan.publish(plan)
-    chunk = ActionChunk(expert='coarse_to_fine', horizon=2,
-                        joint_names=[f'joint_{j}' for j in range(1, 8)],
-                        positions=[0.01 * k for k in range(14)], gripper=[0.0, 1.0],
-                        refine_steps=5)
-    try:
-        deadline = time.monotonic() + 30.0
-        while rclpy.ok() and time.monotonic() < deadline:
-            chunk.header.stamp = node.get_clock().now().to_msg()
-            pub_chunk.publish(chunk)
-            rclpy.spin_once(node, timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+def _draw(img, pts, color, r=2):
+    h, w = img.shape[:2]
+    for u, v in pts:
+        u, v = int(round(u)), int(round(v))
+        img[max(0, v - r):min(h, v + r + 1), max(0, u - r):min(w, u + r + 1)] = color
+
+
+def render_video(frames, cam, path_gif, path_strip, scale=2):
+    """Frames with the active waypoints (blue) and sub-goal targets (orange) drawn."""
+    import imageio.v2 as imageio
+    out = []
+    for img, wps, plan in frames:
+        img = np.repeat(np.repeat(img, scale, 0), scale, 1).copy()
+        c = dict(cam, K=cam['K'] * np.array([[scale], [scale], [1]]))
+        if plan is not None:
+            pts = [(s.target_pose.position.x, s.target_pose.position.y,
+                    s.target_pose.position.z) for s in plan.subgoals]
+            _draw(img, _project(pts, c), (255, 140, 0), 3)
+        if wps is not None:
+            pts = [(w.pose.position.x, w.pose.position.y, w.pose.position.z)
+                   for w in wps.waypoints]
+            _draw(img, _project(pts, c), (30, 80, 255), 2)
+        out.append(img)
+    if not out:
+        return
+    imageio.mimsave(path_gif, out[::2], duration=0.2, loop=0)
+    idx = np.linspace(0, len(out) - 1, 8).astype(int)
+    imageio.imwrite(path_strip, np.concatenate([out[i] for i in idx], axis=1))
 
 
 def run(args) -> int:
-    import rclpy
-    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from hybrid_vla_ros.bringup.session import GraphSession
+    from hybrid_vla_ros.sim.arm_sim import ArmSim
 
-    from hybrid_vla_msgs.msg import ActionChunk, SubGoalList
-
-    child = subprocess.Popen([sys.executable, '-c',
-                              'from hybrid_vla_ros.demo import _publisher_main; '
-                              '_publisher_main()'], env=os.environ.copy())
-    got = {}
-    rclpy.init()
-    node = rclpy.create_node('demo_listener')
-    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
-    node.create_subscription(SubGoalList, 'subgoals', lambda m: got.setdefault('plan', m),
-                             latched)
-    node.create_subscription(ActionChunk, 'action_chunk', lambda m: got.setdefault('chunk', m),
-                             10)
+    os.makedirs(args.out, exist_ok=True)
+    bag = os.path.join(args.out, 'demo.mcap')
+    if os.path.exists(bag):
+        os.remove(bag)
+    t0 = time.monotonic()
+    print('demo: starting the graph (sim_arm, strategic_planner, tactical_planner, '
+          'expert_router, motor_policy, chunk_executor, bag recorder)...')
+    results = []
+    session = GraphSession(overrides={'sim_arm': {'task': EPISODES[0][0],
+                                                  'seed': EPISODES[0][1]}},
+                           bag=bag, log_dir=args.out, keep_frames=True,
+                           on_event=lambda m: print(f'demo: {m}', flush=True))
     try:
-        deadline = time.monotonic() + args.timeout
-        while len(got) < 2 and time.monotonic() < deadline:
-            rclpy.spin_once(node, timeout_sec=0.1)
+        session.start()
+        print(f'demo: graph up in {time.monotonic() - t0:.0f} s')
+        for task, seed, text in EPISODES:
+            r = session.run_episode(task, seed, text, timeout=args.timeout)
+            results.append(r)
+            print(f"demo: {task}: {'SUCCESS' if r['success'] else 'FAILED'}, error "
+                  f"{r['error_mm']:.1f} mm, {r['subgoals_done']}/{r['subgoals']} sub-goals, "
+                  f"{r['seconds']:.0f} s, joint state -> chunk p50 {r['latency_ms_p50']:.1f} ms",
+                  flush=True)
     finally:
-        child.send_signal(signal.SIGINT)
-        child.wait(timeout=10)
-        node.destroy_node()
-        rclpy.try_shutdown()
-    if len(got) < 2:
-        print(f'demo: FAILED, received only {sorted(got)} within {args.timeout} s')
-        return 1
-    plan, chunk = got['plan'], got['chunk']
-    print(f"instruction: {plan.instruction!r}")
-    for i, sg in enumerate(plan.subgoals):
-        print(f'  sub-goal {i}: {sg.skill:<10} {sg.object:<9} z={sg.target_pose.position.z:.2f}')
-    print(f'action chunk from expert {chunk.expert!r}: horizon {chunk.horizon}, '
-          f'{len(chunk.joint_names)} joints, {len(chunk.positions)} positions, '
-          f'refine_steps {chunk.refine_steps}')
-    print('demo: OK, SubGoalList and ActionChunk crossed DDS between two processes')
-    return 0
+        frames = session.frames if session.node is not None else []
+        session.stop()
+    sim = ArmSim()
+    render_video(frames, sim.camera_info(), os.path.join(args.out, 'demo.gif'),
+                 os.path.join(args.out, 'demo_strip.png'))
+    sim.close()
+    ok = sum(r['success'] for r in results)
+    print(f'demo: {ok}/{len(results)} tasks succeeded in {time.monotonic() - t0:.0f} s; bag '
+          f'{bag}, video {os.path.join(args.out, "demo.gif")}')
+    return 0 if ok == len(results) else 1

@@ -49,8 +49,13 @@ def test_node_command_carries_params_namespace_and_remaps():
     assert cmd[1:3] == ['-m', 'hybrid_vla_ros.nodes.motor_policy']
     joined = ' '.join(cmd)
     assert '__node:=motor_policy' in joined and '__ns:=/left' in joined
-    assert 'device:=cuda' in joined and 'rate:=50.0' in joined
-    assert '--params-file' in cmd
+    files = [cmd[i + 1] for i, a in enumerate(cmd) if a == '--params-file']
+    assert files[0].endswith('arm7.yaml')
+    # overrides come last, node-specific, so they win over the robot YAML's motor_policy section
+    import yaml
+    with open(files[-1]) as f:
+        assert yaml.safe_load(f) == {'/left/motor_policy': {'ros__parameters': {
+            'device': 'cuda', 'rate': 50.0}}}
 
 
 @pytest.mark.skipif(importlib.util.find_spec('launch_ros') is None,

@@ -4,9 +4,11 @@ What ``ros2 launch`` does for ``arm.launch.py``, for machines without the launch
 node runs in its own process with the same parameters and remappings; Ctrl-C (or SIGTERM) stops
 all children cleanly; a child that dies is reported and the rest are shut down.
 """
+import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Dict, List, Mapping, Optional, Sequence
 
@@ -15,9 +17,18 @@ import yaml
 from hybrid_vla_ros.bringup.graph import NodeSpec
 
 
-def _param_arg(key: str, value) -> str:
-    return f'{key}:={yaml.safe_dump(value, default_flow_style=True).strip()}'.replace(
-        '\n...', '')
+def _override_file(spec: NodeSpec, values: Mapping[str, object]) -> str:
+    """A node-specific parameter YAML for ``values``.
+
+    ``-p name:=value`` on the command line is a ``/**`` (wildcard) override, and a node-specific
+    section of the robot YAML would win over it; a later node-specific file wins over an earlier
+    one, which is what launch_ros does with a dict of parameters.
+    """
+    fq = '/' + '/'.join(x for x in (spec.namespace.strip('/'), spec.name) if x)
+    fd, path = tempfile.mkstemp(prefix=f'{spec.name}_', suffix='.yaml')
+    with os.fdopen(fd, 'w') as f:
+        yaml.safe_dump({fq: {'ros__parameters': dict(values)}}, f)
+    return path
 
 
 def node_command(spec: NodeSpec, overrides: Optional[Mapping[str, object]] = None) -> List[str]:
@@ -31,8 +42,9 @@ def node_command(spec: NodeSpec, overrides: Optional[Mapping[str, object]] = Non
         cmd += ['-r', f"__ns:=/{spec.namespace.strip('/')}"]
     for f in spec.parameter_files:
         cmd += ['--params-file', f]
-    for key, value in {**spec.parameters, **(overrides or {})}.items():
-        cmd += ['-p', _param_arg(key, value)]
+    values = {**spec.parameters, **(overrides or {})}
+    if values:
+        cmd += ['--params-file', _override_file(spec, values)]
     for src, dst in spec.remappings:
         cmd += ['-r', f'{src}:={dst}']
     return cmd

@@ -26,11 +26,11 @@ class MotorPolicy:
     :param experts: name -> loaded expert module.
     :param device: torch device; on CUDA the sampler loops run as CUDA graphs.
     :param capture: capture backend of the K-step loops ('auto' picks the fastest that matches
-        eager on CPU; None = plain eager).
+        eager on CPU; 'whole' traces the entire inference as one graph; None = plain eager).
     """
 
     def __init__(self, experts: Dict[str, torch.nn.Module], *, device: str = 'cpu',
-                 capture: Optional[str] = 'auto'):
+                 capture: Optional[str] = 'whole'):
         if not experts:
             raise ValueError('MotorPolicy needs at least one expert')
         self.device = torch.device(device)

@@ -6,10 +6,12 @@ Publishes ``/joint_states`` (arm + finger joints, position and velocity), ``came
 the gripper controller's command (finger position in metres, like a forward position controller
 on ``finger_left_joint``). Out-of-limit
 commands are clamped and reported; malformed ones are rejected and the arm holds.
-Ground truth for evaluation only: ``ground_truth/objects`` (MarkerArray) and
-``ground_truth/tool_pose``. Services ``~/reset`` (std_srvs/Trigger) and ``~/set_task``
+Ground truth for evaluation only: ``ground_truth/objects`` (MarkerArray),
+``ground_truth/tool_pose`` and ``ground_truth/task_status`` (JSON: success, error_mm).
+Services ``~/reset`` (std_srvs/Trigger) and ``~/set_task``
 (hybrid_vla_msgs/SetTask).
 """
+import json
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -19,7 +21,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, Image, JointState
-from std_msgs.msg import Float64MultiArray
+from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import Marker, MarkerArray
@@ -87,6 +89,7 @@ class SimArmNode(Node):
         self.pub_depth = self.create_publisher(Image, 'camera/depth/image_raw', SENSOR)
         self.pub_gt = self.create_publisher(MarkerArray, 'ground_truth/objects', 10)
         self.pub_tool = self.create_publisher(PoseStamped, 'ground_truth/tool_pose', 10)
+        self.pub_status = self.create_publisher(String, 'ground_truth/task_status', 10)
         self.pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.create_subscription(Float64MultiArray, forward_topic, self.on_forward, COMMAND)
         self.create_subscription(JointTrajectory, traj_topic, self.on_trajectory, COMMAND)
@@ -204,6 +207,12 @@ class SimArmNode(Node):
         (ps.pose.orientation.x, ps.pose.orientation.y, ps.pose.orientation.z,
          ps.pose.orientation.w) = map(float, quat)
         self.pub_tool.publish(ps)
+        if self.sim.task is not None:
+            status = {'task': self.task, 'seed': int(self.seed),
+                      'success': bool(self.sim.task.success(self.sim)),
+                      'error_mm': float(self.sim.task.error_mm(self.sim)),
+                      'sim_time': float(self.sim.time)}
+            self.pub_status.publish(String(data=json.dumps(status)))
 
     # ----------------------------------------------------------------- services
     def _reset(self, task: str, seed: int) -> str:

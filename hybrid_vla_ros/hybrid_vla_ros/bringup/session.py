@@ -1,0 +1,206 @@
+"""A blocking facade over the launched graph (nav2_simple_commander's idea).
+
+``GraphSession`` starts the graph as processes (:mod:`process_launcher`), talks to it over DDS
+from a node of its own, and runs episodes: reset the sim to (task, seed), send the instruction on
+``instruction``, follow the sub-goals, and read the outcome from the sim's evaluation-only
+``ground_truth/task_status``. The demo, ``hybrid-vla eval --ros`` and the end-to-end tests use it.
+"""
+import json
+import os
+import time
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+
+from hybrid_vla_ros.bringup.graph import arm_graph, recorder_spec
+from hybrid_vla_ros.bringup.process_launcher import GraphProcesses
+
+
+class GraphSession:
+    """:param overrides: ``{node: {param: value}}``; :param bag: MCAP path to record into;
+    :param log_dir: where each node's output goes; :param on_event: called with progress text."""
+
+    def __init__(self, *, robot: str = 'arm7', overrides: Optional[Dict] = None,
+                 bag: Optional[str] = None, log_dir: str = '.', on_event: Callable = print,
+                 keep_frames: bool = False):
+        self.specs = arm_graph(robot=robot, hardware='sim')
+        if bag:
+            self.specs.append(recorder_spec(bag))
+        self.overrides = overrides or {}
+        self.log_dir = log_dir
+        self.on_event = on_event
+        self.keep_frames = keep_frames
+        self.procs: Optional[GraphProcesses] = None
+        self.node = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self, timeout: float = 90.0) -> 'GraphSession':
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from sensor_msgs.msg import Image, JointState
+        from std_msgs.msg import String
+
+        from hybrid_vla_msgs.msg import ActionChunk, SubGoalList, WaypointArray
+        from hybrid_vla_msgs.srv import SetTask
+        from hybrid_vla_ros.nodes.qos import COMMAND, LATCHED, SENSOR
+
+        os.makedirs(self.log_dir, exist_ok=True)
+        self._log = open(os.path.join(self.log_dir, 'graph.log'), 'w')
+        self.procs = GraphProcesses(self.specs, overrides=self.overrides,
+                                    log=lambda m: self._log.write(m + '\n'),
+                                    stdout=self._log, stderr=self._log)
+        self.procs.start()
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node('hybrid_vla_session', context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.latest = {}
+        self.frames: List = []
+        self.chunk_latency_ms: List[float] = []
+        self.plan = None
+        n = self.node
+        n.create_subscription(JointState, '/joint_states', self._keep('js'), SENSOR)
+        n.create_subscription(Image, 'camera/image_raw', self._on_image, SENSOR)
+        n.create_subscription(SubGoalList, 'subgoals', self._on_plan, LATCHED)
+        n.create_subscription(WaypointArray, 'waypoints', self._keep('waypoints'), COMMAND)
+        n.create_subscription(ActionChunk, 'action_chunk', self._on_chunk, COMMAND)
+        n.create_subscription(String, 'ground_truth/task_status', self._on_status, 10)
+        self.pub_instruction = n.create_publisher(String, 'instruction', COMMAND)
+        self.set_task = n.create_client(SetTask, '/sim_arm/set_task')
+        self.wait(lambda: 'js' in self.latest and 'image' in self.latest
+                  and self.set_task.service_is_ready()
+                  and self.pub_instruction.get_subscription_count() > 0
+                  and self._motor_ready(), timeout, 'the graph to come up')
+        return self
+
+    def _motor_ready(self) -> bool:
+        return self.node.count_publishers('action_chunk') > 0 and \
+            self.node.count_subscribers('action_chunk') > 0
+
+    def stop(self) -> None:
+        if self.node is not None:
+            import rclpy
+            self.executor.shutdown()
+            self.node.destroy_node()
+            rclpy.try_shutdown(context=self.context)
+            self.node = None
+        if self.procs is not None:
+            self.procs.stop()
+            self._log.close()
+            self.procs = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    # ------------------------------------------------------------------ plumbing
+    def _keep(self, key):
+        def cb(msg):
+            self.latest[key] = msg
+        return cb
+
+    def _on_image(self, msg) -> None:
+        self.latest['image'] = msg
+        if self.keep_frames:
+            from hybrid_vla_ros.image_bridge import imgmsg_to_cv2
+            self.frames.append((imgmsg_to_cv2(msg, 'rgb8'), self.latest.get('waypoints'),
+                                self.plan))
+
+    def _on_plan(self, msg) -> None:
+        old = self.plan
+        self.plan = msg
+        if old is None or old.instruction != msg.instruction or \
+                old.active_index != msg.active_index or len(old.subgoals) != len(msg.subgoals):
+            if not msg.subgoals:
+                self.on_event(f'  no plan for {msg.instruction!r} (planning error: see log)')
+            elif msg.active_index < len(msg.subgoals):
+                sg = msg.subgoals[msg.active_index]
+                self.on_event(f'  sub-goal {msg.active_index + 1}/{len(msg.subgoals)}: '
+                              f'{sg.skill} {sg.object}')
+            else:
+                self.on_event(f'  all {len(msg.subgoals)} sub-goals done')
+
+    def _on_chunk(self, msg) -> None:
+        from rclpy.time import Time
+        obs = Time.from_msg(msg.observation_stamp).nanoseconds
+        pub = Time.from_msg(msg.header.stamp).nanoseconds
+        if obs > 0:
+            self.chunk_latency_ms.append((pub - obs) * 1e-6)
+
+    def _on_status(self, msg) -> None:
+        try:
+            self.latest['status'] = json.loads(msg.data)
+        except json.JSONDecodeError:
+            pass
+
+    def spin(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.executor.spin_once(timeout_sec=0.02)
+            self._check_alive()
+
+    def wait(self, predicate, timeout: float, what: str) -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            self.executor.spin_once(timeout_sec=0.02)
+            self._check_alive()
+            if predicate():
+                return
+        raise TimeoutError(f'timed out after {timeout:.0f} s waiting for {what} '
+                           f'(node logs: {os.path.join(self.log_dir, "graph.log")})')
+
+    def _check_alive(self) -> None:
+        dead = self.procs.failed() if self.procs else None
+        if dead is not None:
+            raise RuntimeError(f'node {dead} exited with code {self.procs.procs[dead].returncode}'
+                               f' (see {os.path.join(self.log_dir, "graph.log")})')
+
+    # ------------------------------------------------------------------ episodes
+    def reset(self, task: str, seed: int) -> str:
+        from hybrid_vla_msgs.srv import SetTask
+        fut = self.set_task.call_async(SetTask.Request(task=task, seed=int(seed)))
+        self.wait(fut.done, 10.0, 'set_task')
+        res = fut.result()
+        if not res.success:
+            raise ValueError(res.message)
+        self.latest.pop('status', None)
+        self.wait(lambda: self.latest.get('status', {}).get('seed') == seed, 10.0,
+                  'the reset scene')
+        return res.instruction
+
+    def run_episode(self, task: str, seed: int, instruction: Optional[str] = None,
+                    timeout: float = 60.0, settle: float = 1.0) -> dict:
+        """Reset, instruct, and run until the plan is done (+ ``settle`` s) or ``timeout``."""
+        from std_msgs.msg import String
+        default = self.reset(task, seed)
+        instruction = instruction or default
+        self.chunk_latency_ms.clear()
+        self.on_event(f'{task} (seed {seed}): {instruction!r}')
+        t0 = time.monotonic()
+        self.plan = None  # the latched plan of the previous episode is not this one's
+        self.pub_instruction.publish(String(data=instruction))
+        self.wait(lambda: self.plan is not None and self.plan.instruction == instruction,
+                  15.0, 'a plan')
+        done_at = None
+        while time.monotonic() - t0 < timeout:
+            self.spin(0.1)
+            p = self.plan
+            finished = bool(p.subgoals) and p.active_index >= len(p.subgoals)
+            if (finished or not p.subgoals) and done_at is None:
+                done_at = time.monotonic()
+            if done_at is not None and time.monotonic() - done_at > settle:
+                break
+        status = self.latest.get('status', {})
+        lat = np.asarray(self.chunk_latency_ms or [np.nan])
+        return {'task': task, 'seed': seed, 'instruction': instruction,
+                'success': bool(status.get('success', False)),
+                'error_mm': float(status.get('error_mm', float('nan'))),
+                'subgoals': len(self.plan.subgoals),
+                'subgoals_done': int(min(self.plan.active_index, len(self.plan.subgoals))),
+                'seconds': time.monotonic() - t0,
+                'latency_ms_p50': float(np.median(lat)),
+                'latency_ms_p99': float(np.percentile(lat, 99))}

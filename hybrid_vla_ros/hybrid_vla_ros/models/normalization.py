@@ -1,0 +1,93 @@
+"""Data statistics stored as buffers (they travel with the checkpoint).
+
+``ObservationNormalizer``: per-feature mean/std of each observation key.
+``ActionNormalizer``: absolute joint targets <-> per-(step, dim) normalised chunk in [-1, 1],
+optionally relative to the current joint state (delta actions).
+"""
+from typing import Dict, Optional
+
+import torch
+from torch import nn
+
+from .configuration import EncoderConfig, ExpertConfig
+
+OBS_KEYS = ('state', 'goal', 'image_feat')
+
+
+def _obs_dims(cfg: EncoderConfig) -> Dict[str, int]:
+    dims = {'state': cfg.state_dim, 'goal': cfg.goal_dim}
+    if cfg.image_feat_dim:
+        dims['image_feat'] = cfg.image_feat_dim
+    return dims
+
+
+class ObservationNormalizer(nn.Module):
+    """Standardises each observation key; identity until ``fit`` is called."""
+
+    def __init__(self, cfg: EncoderConfig) -> None:
+        super().__init__()
+        self.dims = _obs_dims(cfg)
+        for key, dim in self.dims.items():
+            self.register_buffer(f'{key}_mean', torch.zeros(dim))
+            self.register_buffer(f'{key}_std', torch.ones(dim))
+
+    @torch.no_grad()
+    def fit(self, obs: Dict[str, torch.Tensor]) -> None:
+        for key in self.dims:
+            x = obs[key].reshape(-1, self.dims[key]).float()
+            std = x.std(0, unbiased=False)
+            getattr(self, f'{key}_mean').copy_(x.mean(0))
+            # Constant features (e.g. a fixed quaternion) keep unit scale instead of exploding.
+            getattr(self, f'{key}_std').copy_(torch.where(std < 1e-6, torch.ones_like(std), std))
+
+    def forward(self, obs: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, obs_dim) concatenation of the standardised keys in a fixed order."""
+        parts = [(obs[key] - getattr(self, f'{key}_mean')) / getattr(self, f'{key}_std')
+                 for key in self.dims]
+        return torch.cat(parts, dim=-1)
+
+
+class ActionNormalizer(nn.Module):
+    """Absolute action chunk (B, H, D) <-> normalised chunk in [-1, 1] per (step, dim)."""
+
+    def __init__(self, cfg: ExpertConfig) -> None:
+        super().__init__()
+        self.horizon, self.action_dim = cfg.horizon, cfg.action_dim
+        self.delta_dims = cfg.delta_dims if cfg.delta_actions else 0
+        self.margin = cfg.bin_margin
+        self.register_buffer('low', -torch.ones(cfg.horizon, cfg.action_dim))
+        self.register_buffer('high', torch.ones(cfg.horizon, cfg.action_dim))
+
+    def relative(self, action: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """Absolute (B, H, D) -> representation the expert models (delta on joint dims)."""
+        if not self.delta_dims:
+            return action
+        n = self.delta_dims
+        return torch.cat([action[..., :n] - state[:, None, :n], action[..., n:]], dim=-1)
+
+    def absolute(self, rel: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        if not self.delta_dims:
+            return rel
+        n = self.delta_dims
+        return torch.cat([rel[..., :n] + state[:, None, :n], rel[..., n:]], dim=-1)
+
+    @torch.no_grad()
+    def fit(self, action: torch.Tensor, state: torch.Tensor) -> None:
+        rel = self.relative(action.float(), state.float())
+        low, high = rel.amin(0), rel.amax(0)
+        # A constant dim (e.g. gripper never moves in the data) still gets a non-zero width.
+        pad = torch.clamp((high - low) * self.margin, min=1e-4)
+        self.low.copy_(low - pad)
+        self.high.copy_(high + pad)
+
+    def scale(self) -> torch.Tensor:
+        """(H, D) half-width of the range: normalised units -> original units."""
+        return (self.high - self.low) / 2
+
+    def normalize(self, action: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        rel = self.relative(action, state)
+        return (rel - self.low) / (self.high - self.low) * 2 - 1
+
+    def unnormalize(self, x: torch.Tensor, state: Optional[torch.Tensor]) -> torch.Tensor:
+        rel = (x + 1) / 2 * (self.high - self.low) + self.low
+        return self.absolute(rel, state)
