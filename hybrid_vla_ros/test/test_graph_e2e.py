@@ -50,10 +50,9 @@ def test_pick_and_place_from_an_instruction(graph):
 
 
 def test_killing_the_motor_node_holds_the_arm_and_restart_resumes(graph):
-    from std_msgs.msg import String as S
     graph.reset('pick_place', PICK[1])
     graph.plan = None
-    graph.pub_instruction.publish(S(data=PICK[2]))
+    graph.pub_instruction.publish(String(data=PICK[2]))
     graph.wait(lambda: graph.plan is not None and graph.plan.subgoals, 20, 'a plan')
     graph.spin(2.0)  # moving towards the cube
     graph.procs.stop_node('motor_policy')
