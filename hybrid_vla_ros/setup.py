@@ -17,6 +17,17 @@ NODES = [
 ]
 
 
+def _checkpoint_files():
+    """(share/... dir, [files]) for every folder under checkpoints/ (shipped weights)."""
+    out = []
+    for root, _, files in os.walk('checkpoints'):
+        keep = [os.path.join(root, f) for f in files if f.endswith(('.safetensors', '.json',
+                                                                     '.md'))]
+        if keep:
+            out.append((os.path.join('share', package_name, root), keep))
+    return out
+
+
 def _node_entry_points():
     """Console scripts for the nodes whose module exists (the graph grows issue by issue)."""
     here = os.path.dirname(os.path.abspath(__file__))
@@ -36,7 +47,7 @@ setup(
         ('share/' + package_name, ['package.xml']),
         ('share/' + package_name + '/launch', glob('launch/*.launch.py')),
         ('share/' + package_name + '/config', glob('config/*.yaml')),
-    ],
+    ] + _checkpoint_files(),
     install_requires=['setuptools'],
     zip_safe=False,
     maintainer='hybrid_vla_ros developers',

@@ -184,7 +184,7 @@ class GraphSession:
         self.plan = None  # the latched plan of the previous episode is not this one's
         self.pub_instruction.publish(String(data=instruction))
         self.wait(lambda: self.plan is not None and self.plan.instruction == instruction,
-                  15.0, 'a plan')
+                  60.0, 'a plan')
         done_at = None
         while time.monotonic() - t0 < timeout:
             self.spin(0.1)

@@ -3,7 +3,6 @@
 Transport-free (openpi's split): the ROS node, the sim evaluation and the benchmarks all call
 :meth:`MotorPolicy.act` with the same inputs.
 """
-import os
 import time
 from typing import Dict, Optional
 
@@ -12,12 +11,12 @@ import torch
 
 from hybrid_vla_ros.models.checkpoint import load_checkpoint
 from hybrid_vla_ros.motor.features import goal_features
+from hybrid_vla_ros.shipped_checkpoints import checkpoint_root
 
 
 def default_checkpoint_dir() -> str:
-    """Checkpoints shipped with the package (``hybrid_vla_ros/checkpoints``)."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    return os.path.normpath(os.path.join(here, '..', '..', 'checkpoints'))
+    """Checkpoints shipped with the package (see :mod:`hybrid_vla_ros.shipped_checkpoints`)."""
+    return checkpoint_root()
 
 
 class MotorPolicy:

@@ -130,7 +130,7 @@ class ChunkExecutorNode(Node):
 
     def on_estop(self, msg: Bool) -> None:
         self.stream.estop = bool(msg.data)
-        self.get_logger().warn(f"e-stop {'ENGAGED: holding' if msg.data else 'released'}")
+        self.get_logger().warning(f"e-stop {'ENGAGED: holding' if msg.data else 'released'}")
 
     def on_heartbeat(self, msg: Empty) -> None:
         self.stream.heartbeat(self.now())
@@ -142,7 +142,7 @@ class ChunkExecutorNode(Node):
             return  # nothing known yet: command nothing
         if self.stream.hold_reason != self._last_hold:
             if self.stream.hold_reason:
-                self.get_logger().warn(f'holding position: {self.stream.hold_reason}')
+                self.get_logger().warning(f'holding position: {self.stream.hold_reason}')
             self._last_hold = self.stream.hold_reason
         if self.interface == 'forward':
             self.pub_cmd.publish(Float64MultiArray(data=q.tolist()))

@@ -105,7 +105,11 @@ class MotorPolicyNode(Node):
     def on_waypoints(self, msg: WaypointArray) -> None:
         try:
             wps = [waypoint_vector(*pose_vector(w.pose), w.gripper) for w in msg.waypoints]
-            self.tracker.set_waypoints(wps)
+            same = msg.subgoal_id == self.subgoal_id and len(wps) == len(
+                self.tracker.waypoints) and all(np.array_equal(a, b) for a, b in
+                                                zip(wps, self.tracker.waypoints))
+            if not same:  # the tactical level re-publishes at 5 Hz: keep the tracked index
+                self.tracker.set_waypoints(wps)
         except ValueError as e:
             self.get_logger().error(f'rejected waypoints for {msg.subgoal_id!r}: {e}')
             return
@@ -125,7 +129,7 @@ class MotorPolicyNode(Node):
             return
         age = self.now() - Time.from_msg(self.js_stamp).nanoseconds * 1e-9
         if age > self.state_timeout:
-            self.get_logger().warn(f'joint state is {age:.2f} s old: not acting',
+            self.get_logger().warning(f'joint state is {age:.2f} s old: not acting',
                                    throttle_duration_sec=1.0)
             return
         state, stamp = self.js, self.js_stamp

@@ -109,7 +109,7 @@ class SimArmNode(Node):
         if clamped:
             self.n_clamped += 1
             names = [self.joint_names[i] for i in clamped]
-            self.get_logger().warn(f'{source}: clamped {names} to their position limits',
+            self.get_logger().warning(f'{source}: clamped {names} to their position limits',
                                    throttle_duration_sec=1.0)
         self.sim.set_joint_targets(qc)
 

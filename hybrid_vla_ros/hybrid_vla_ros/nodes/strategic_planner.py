@@ -187,7 +187,7 @@ class StrategicPlannerNode(Node):
             if i + 1 == len(self.plan.subgoals):
                 self.get_logger().info(f'plan complete: {self.instruction!r}')
         elif status == 'stale':
-            self.get_logger().warn(f'sub-goal {sg.id} stale after {self.timeout:.0f} s: '
+            self.get_logger().warning(f'sub-goal {sg.id} stale after {self.timeout:.0f} s: '
                                    're-planning')
             self.pending = self.instruction
             self.try_plan()
