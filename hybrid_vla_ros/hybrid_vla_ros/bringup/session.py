@@ -70,9 +70,17 @@ class GraphSession:
         self.set_task = n.create_client(SetTask, '/sim_arm/set_task')
         self.wait(lambda: 'js' in self.latest and 'image' in self.latest
                   and self.set_task.service_is_ready()
-                  and self.pub_instruction.get_subscription_count() > 0
+                  and self._subscribed('instruction', 'strategic_planner')
+                  and self._subscribed('subgoals', 'tactical_planner')
                   and self._motor_ready(), timeout, 'the graph to come up')
         return self
+
+    def _subscribed(self, topic: str, node_name: str) -> bool:
+        """Is ``node_name`` subscribed to ``topic`` yet (other subscribers, e.g. the bag
+        recorder, do not count)?"""
+        name = self.node.resolve_topic_name(topic)
+        return any(i.node_name == node_name
+                   for i in self.node.get_subscriptions_info_by_topic(name))
 
     def _motor_ready(self) -> bool:
         return self.node.count_publishers('action_chunk') > 0 and \
@@ -182,8 +190,14 @@ class GraphSession:
         self.on_event(f'{task} (seed {seed}): {instruction!r}')
         t0 = time.monotonic()
         self.plan = None  # the latched plan of the previous episode is not this one's
-        self.pub_instruction.publish(String(data=instruction))
-        self.wait(lambda: self.plan is not None and self.plan.instruction == instruction,
+        sent = [0.0]
+
+        def send():  # an instruction is a volatile message: repeat until a plan answers it
+            if time.monotonic() - sent[0] > 3.0:
+                self.pub_instruction.publish(String(data=instruction))
+                sent[0] = time.monotonic()
+        self.wait(lambda: send() or (self.plan is not None
+                                     and self.plan.instruction == instruction),
                   60.0, 'a plan')
         done_at = None
         while time.monotonic() - t0 < timeout:

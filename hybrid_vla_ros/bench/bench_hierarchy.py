@@ -1,0 +1,63 @@
+"""Exercise 2 of the lesson: 2 levels (planner -> motor) vs 3 levels (planner -> tactical ->
+motor), closed loop in the sim, over tasks ordered by complexity.
+
+    python hybrid_vla_ros/bench/bench_hierarchy.py --episodes 10
+"""
+import argparse
+from types import SimpleNamespace
+
+import torch
+
+from hybrid_vla_ros.evaluation.hierarchy_eval import evaluate_hierarchy
+
+TASKS = ('reach', 'pick_place', 'detour', 'stack')  # by complexity
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--episodes', type=int, default=10)
+    ap.add_argument('--seed', type=int, default=1_000_000)
+    ap.add_argument('--expert', default='flow')
+    ap.add_argument('--tasks', default=','.join(TASKS))
+    ap.add_argument('--plot', default='docs/hierarchy_depth.png')
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    tasks = a.tasks.split(',')
+    rows = {}
+    for t in tasks:
+        for levels in (2, 3):
+            args = SimpleNamespace(task=t, levels=levels, expert=a.expert, episodes=a.episodes,
+                                   seed=a.seed, instructions=None, checkpoints=None, bins=None,
+                                   refine_steps=None)
+            rows[(t, levels)] = r = evaluate_hierarchy(args, progress=False)
+            print(f"{t:>10} levels={levels}: success {100 * r['success_rate']:.0f}%, median "
+                  f"{r['median_error_mm']:.1f} mm, exact-match {r['subgoal_exact_match']:.2f}",
+                  flush=True)
+    print(f'\n{a.episodes} episodes per cell from seed {a.seed}, motor expert {a.expert}')
+    print('| task | 2 levels success | 2 levels median mm | 3 levels success | '
+          '3 levels median mm |')
+    print('|---|---|---|---|---|')
+    for t in tasks:
+        r2, r3 = rows[(t, 2)], rows[(t, 3)]
+        print(f"| {t} | {100 * r2['success_rate']:.0f}% | {r2['median_error_mm']:.1f} | "
+              f"{100 * r3['success_rate']:.0f}% | {r3['median_error_mm']:.1f} |")
+    if a.plot:
+        import matplotlib
+        matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        for levels, style in ((2, 'o--'), (3, 's-')):
+            ax.plot(tasks, [100 * rows[(t, levels)]['success_rate'] for t in tasks], style,
+                    label=f'{levels} levels')
+        ax.set_ylabel('success rate (%)')
+        ax.set_xlabel('task (increasing complexity)')
+        ax.set_ylim(-5, 105)
+        ax.set_title(f'hierarchy depth, {a.episodes} episodes per point')
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(a.plot, dpi=120)
+        print(f'plot: {a.plot}')
+
+
+if __name__ == '__main__':
+    main()
