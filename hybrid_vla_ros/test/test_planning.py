@@ -1,0 +1,347 @@
+"""Strategic + tactical planning: validation, LLM-output parsing, grounding, waypoints, training.
+
+Runs without ROS. Uses the default checkpoints in checkpoints/planner/ for the behaviour of the
+trained heads (skipped with a clear reason if they are missing) and tiny real datasets from the
+sim for the training tests.
+"""
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hybrid_vla_ros.planning.llm_backend import build_prompt, parse_llm_plan
+from hybrid_vla_ros.planning.skills import (
+    SKILL_ALLOW_LIST,
+    Plan,
+    PlanningError,
+    SubGoal,
+    SymbolicStep,
+    normalize_object_name,
+    scene_objects_from_episode,
+    validate_plan,
+    validate_steps,
+)
+from hybrid_vla_ros.planning.strategic_planner import (
+    DEFAULT_CHECKPOINT,
+    CameraModel,
+    compile_plan,
+    tokens_to_steps,
+)
+from hybrid_vla_ros.planning.tactical_planner import TACTICAL_WORKSPACE
+
+torch.set_num_threads(1)
+CKPT = DEFAULT_CHECKPOINT
+HAS_CKPT = (CKPT / 'grounding.safetensors').is_file() and (CKPT / 'tactical.safetensors').is_file()
+needs_ckpt = pytest.mark.skipif(not HAS_CKPT, reason=f'no default planner checkpoint in {CKPT}')
+TASKS = ('reach', 'pick_place', 'stack', 'multimodal', 'detour')
+# Grounding tolerance (xy, table objects: cubes, cylinders, pads), measured with the shipped
+# checkpoint on 90 unseen scenes (511 referents): median 1.8 mm, p90 3.9, p99 6.3, max 11.0 mm.
+GROUNDING_MEDIAN_TOL_MM = 4.0
+GROUNDING_MAX_TOL_MM = 15.0
+
+
+@pytest.fixture(scope='module')
+def sim():
+    from hybrid_vla_ros.sim.arm_sim import ArmSim
+    s = ArmSim()
+    yield s
+    s.close()
+
+
+def _subgoal(**kw):
+    d = dict(id='g0', skill='move_above', object='red cube', description='x',
+             position=np.array([0.5, 0.0, 0.15]), orientation=np.array([0.0, 1.0, 0.0, 0.0]),
+             confidence=0.9, gripper=0.0)
+    d.update(kw)
+    return SubGoal(**d)
+
+
+# ----------------------------------------------------------------------------- pure logic
+def test_validate_plan_accepts_a_good_plan_and_rejects_bad_entries():
+    scene = {'red cube', 'blue pad'}
+    validate_plan(Plan('i', [_subgoal()]), scene)
+    bad = [dict(skill='explode'), dict(object='green cube'), dict(object='rm -rf /'),
+           dict(position=np.array([np.nan, 0, 0])), dict(position=np.array([5.0, 0, 0])),
+           dict(orientation=np.array([0.0, 0.0, 0.0, 2.0])), dict(confidence=1.5),
+           dict(gripper=-0.1), dict(id='')]
+    for kw in bad:
+        with pytest.raises(PlanningError):
+            validate_plan(Plan('i', [_subgoal(**kw)]), scene)
+    with pytest.raises(PlanningError, match='unique'):
+        validate_plan(Plan('i', [_subgoal(), _subgoal()]), scene)
+    with pytest.raises(PlanningError):
+        validate_plan(Plan('i', []), scene)
+
+
+def test_object_names_are_normalised_or_rejected():
+    assert normalize_object_name('the Red block') == 'red cube'
+    assert normalize_object_name('green marker') == 'target'
+    for bad in ('pink cube', 'red', '', 'import os', None, 3):
+        with pytest.raises(PlanningError):
+            normalize_object_name(bad)
+    with pytest.raises(PlanningError, match='reference'):
+        validate_steps([SymbolicStep('place', 'red cube')])
+    with pytest.raises(PlanningError, match='graspable'):
+        validate_steps([SymbolicStep('grasp', 'blue pad')])
+
+
+GOOD_LLM = ('Sure! Here is the plan:\n```json\n[{"skill": "move_above", "object": "red cube"},'
+            ' {"skill": "grasp", "object": "the red block"},'
+            ' {"skill": "place", "object": "red cube", "reference": "blue pad"}]\n```')
+
+
+def test_llm_parser_accepts_json_in_prose_and_validates_it():
+    steps = parse_llm_plan(GOOD_LLM, {'red cube', 'blue pad'})
+    assert [(s.skill, s.object, s.reference) for s in steps] == [
+        ('move_above', 'red cube', ''), ('grasp', 'red cube', ''),
+        ('place', 'red cube', 'blue pad')]
+    assert parse_llm_plan('{"subgoals": [["move_to", "target"]]}')[0].skill == 'move_to'
+
+
+@pytest.mark.parametrize('answer', [
+    '', 'I cannot help with that.', '[{"skill": "move_above", "object": "red cube"',
+    '[{"skill": "self_destruct", "object": "red cube"}]',
+    '[{"skill": "move_above", "object": "green cube"}]',          # not in the scene
+    '[{"skill": "move_above"}]', '[{"skill": 3, "object": "red cube"}]',
+    '[]', '{"plan": "move_above red cube"}', '[["grasp"]]',
+    '__import__("os").system("echo hacked")',
+    '[{"skill": "place", "object": "red cube"}]',                  # no reference
+    '[' + ','.join(['{"skill": "lift", "object": "red cube"}'] * 40) + ']',
+])
+def test_malformed_llm_answers_raise_planning_error(answer):
+    with pytest.raises(PlanningError):
+        parse_llm_plan(answer, {'red cube', 'blue pad'})
+
+
+def test_prompt_lists_only_allow_listed_skills():
+    msgs = build_prompt('put the red cube on the blue pad', {'red cube', 'blue pad'})
+    assert all(s in msgs[0]['content'] for s in SKILL_ALLOW_LIST)
+    assert json.loads(msgs[2]['content'])[0]['skill'] in SKILL_ALLOW_LIST
+
+
+def test_decoded_roles_must_exist():
+    with pytest.raises(PlanningError):
+        tokens_to_steps([('grasp', 'B', '')], {'A_color': 'red', 'A_shape': 'cube'})
+
+
+def test_compiled_targets_follow_the_scripted_expert(sim):
+    """With ground-truth grounding, every sub-goal pose equals the expert's (same conventions)."""
+    from hybrid_vla_ros.planning.training import _grasp_yaw, entity_name, expert_symbolic
+    from hybrid_vla_ros.sim.scripted_expert import plan, task_state
+    for task in TASKS:
+        for seed in range(3):
+            sim.reset(task, seed)
+            st = task_state(sim)
+            sgs = plan(st, 0)
+            steps, _, _ = expert_symbolic(sim.episode, sgs)
+            scene = {}
+            for slot, o in st['objects'].items():
+                if o['kind'] == 'object' and slot not in sim.episode.objects:
+                    continue
+                scene[entity_name(sim.episode, slot)] = {
+                    'pos': o['pos'], 'yaw': _grasp_yaw(o['quat']), 'confidence': 1.0}
+            for slot in ('pad_0',) if 'pad' in sim.episode.info else ():
+                scene[entity_name(sim.episode, slot)]['pos'] = st['objects'][slot]['pos']
+            if task == 'multimodal':
+                o = st['objects'][sgs[0].object]
+                scene['red cube'] = {'pos': o['pos'], 'yaw': _grasp_yaw(o['quat'])}
+            ours = compile_plan(steps, scene)
+            validate_plan(Plan('x', ours), scene_objects_from_episode(sim.episode))
+            assert [s.id for s in ours] == [s.id for s in sgs]
+            for a, b in zip(ours, sgs):
+                assert np.allclose(a.position, b.target_pos, atol=1e-9), (task, a.id)
+                assert min(np.abs(a.orientation - b.target_quat).max(),
+                           np.abs(a.orientation + b.target_quat).max()) < 1e-9
+                assert a.gripper == b.gripper and a.servo == b.servo
+
+
+def test_camera_back_projection_round_trips(sim):
+    sim.reset('pick_place', 1)
+    cam = CameraModel.from_any(sim.camera_info())
+    p = np.array([0.5, 0.1, 0.02])
+    u, v = cam.project(p)
+    assert np.allclose(cam.pixel_to_plane(u, v, 0.02), p, atol=1e-9)
+    assert np.allclose(sim.base_to_pixel(p), (u, v), atol=1e-9)
+
+
+# ----------------------------------------------------------------------------- backbones
+def test_backbones_are_frozen_cached_and_fail_clearly(tmp_path):
+    from hybrid_vla_ros.planning.backbones import BackboneUnavailableError, VisionBackbone
+    vb = VisionBackbone()
+    assert not any(p.requires_grad for p in vb.net.parameters())
+    img = np.random.default_rng(0).integers(0, 255, (128, 128, 3), dtype=np.uint8)
+    a = vb.encode(img)
+    b = vb.encode(img.copy())
+    assert b is a and vb.cache.hits == 1
+    assert a.pooled.shape == (1280,) and a.grid.shape == (1280, 4, 4)
+    assert a.stride4.shape == (24, 32, 32) and torch.isfinite(a.pooled).all()
+    with pytest.raises(BackboneUnavailableError, match='not found'):
+        VisionBackbone(weights_path=tmp_path / 'missing.pth')
+
+
+# ----------------------------------------------------------------------------- trained heads
+@pytest.fixture(scope='module')
+def planner():
+    if not HAS_CKPT:
+        pytest.skip(f'no default planner checkpoint in {CKPT}')
+    from hybrid_vla_ros.planning.strategic_planner import StrategicPlanner
+    return StrategicPlanner.from_checkpoint(CKPT)
+
+
+@needs_ckpt
+def test_planner_output_always_validates(planner, sim):
+    from hybrid_vla_ros.sim.tasks import get_task
+    n_ok = 0
+    for task in TASKS:
+        for seed, held in ((200_001, False), (200_002, True)):
+            sim.reset(task, seed)
+            scene = scene_objects_from_episode(sim.episode)
+            text = get_task(task).instruction(seed, held_out=held)
+            try:
+                p = planner.plan(text, sim.render(), sim.camera_info())
+            except PlanningError:
+                continue   # a refusal is allowed; an invalid plan is not
+            validate_plan(p, None)
+            assert all(s.skill in SKILL_ALLOW_LIST for s in p.subgoals)
+            assert {s.object for s in p.subgoals} <= scene | {'target'}
+            n_ok += 1
+    assert n_ok >= 6
+    with pytest.raises(PlanningError):
+        planner.plan('', sim.render(), sim.camera_info())
+
+
+@needs_ckpt
+def test_grounding_puts_named_objects_within_tolerance(planner, sim):
+    from hybrid_vla_ros.planning.training import scene_entities
+    errs = []
+    for task in ('pick_place', 'stack', 'multimodal'):
+        for seed in range(300_000, 300_003):
+            sim.reset(task, seed)
+            ents = scene_entities(sim)
+            names = sorted({n for n, _, _ in ents if n.split()[-1] in ('cube', 'cylinder',
+                                                                       'pad')})
+            scene = planner.ground(names, sim.render(), sim.camera_info())
+            for n in names:
+                err = min(np.linalg.norm(scene[n]['pos'][:2] - p[:2]) for m, p, _ in ents
+                          if m == n)
+                errs.append(1000.0 * err)
+    errs = np.array(errs)
+    assert np.median(errs) < GROUNDING_MEDIAN_TOL_MM, errs.round(1)
+    assert errs.max() < GROUNDING_MAX_TOL_MM, errs.round(1)
+
+
+@needs_ckpt
+def test_tactical_output_is_finite_and_inside_the_workspace():
+    from hybrid_vla_ros.planning.tactical_planner import TacticalPlanner
+    tp = TacticalPlanner.from_checkpoint(CKPT)
+    rng = np.random.default_rng(0)
+    lo, hi = TACTICAL_WORKSPACE
+    for k in range(200):
+        skill = SKILL_ALLOW_LIST[k % len(SKILL_ALLOW_LIST)]
+        q = rng.normal(size=4)
+        far = 3.0 if k % 10 == 0 else 1.0     # some targets/poses far outside the workspace
+        sg = {'skill': skill, 'target_pos': rng.uniform(-0.5, 1.0, 3) * far,
+              'target_quat': q / np.linalg.norm(q), 'gripper': float(rng.uniform())}
+        obs = {'tool_pos': rng.uniform(-0.5, 1.0, 3) * far, 'tool_quat': q / np.linalg.norm(q),
+               'gripper': float(rng.uniform())}
+        if k % 3 == 0:
+            obs['obstacle'] = {'pos': rng.uniform(0.3, 0.6, 3), 'yaw': float(rng.uniform(-3, 3))}
+        wps = tp.waypoints(sg, obs)
+        assert 1 <= len(wps) <= 3
+        t_prev = 0.0
+        for w in wps:
+            assert np.all(np.isfinite(w.pos)) and np.all(w.pos >= lo) and np.all(w.pos <= hi)
+            assert abs(np.linalg.norm(w.quat) - 1.0) < 1e-6
+            assert 0.0 <= w.gripper <= 1.0 and w.time_from_start > t_prev
+            t_prev = w.time_from_start
+    with pytest.raises(PlanningError):
+        tp.waypoints({'skill': 'move_to', 'target_pos': [np.nan, 0, 0],
+                      'target_quat': [0, 1, 0, 0]}, obs)
+
+
+# ----------------------------------------------------------------------------- training
+def test_tactical_training_loss_falls_and_resumes(tmp_path):
+    from hybrid_vla_ros.planning.training import train_tactical
+    res = train_tactical(tmp_path, episodes=4, seed=1, epochs=3, samples_per_subgoal=4,
+                         batch_size=64, progress=False, cache_dir=tmp_path / 'cache')
+    h = res['tactical']
+    assert h[-1]['train_loss'] < h[0]['train_loss'] and h[-1]['val_loss'] < h[0]['val_loss']
+    again = train_tactical(tmp_path, episodes=4, seed=1, epochs=4, samples_per_subgoal=4,
+                           batch_size=64, progress=False, cache_dir=tmp_path / 'cache')['tactical']
+    assert len(again) == 4 and again[:3] == h     # resumed, not restarted
+
+
+def test_strategic_training_losses_fall_and_checkpoints_round_trip(tmp_path, sim):
+    from hybrid_vla_ros.planning.strategic_planner import StrategicPlanner
+    from hybrid_vla_ros.planning.training import train_strategic
+    res = train_strategic(tmp_path, episodes=3, seed=3, epochs_decoder=4, epochs_grounding=4,
+                          grounding_batch=2, grounding_lr=1e-3, tasks=('pick_place', 'reach'),
+                          progress=False, val_fraction=0.2, cache_dir=tmp_path / 'cache')
+    for name in ('decoder', 'grounding'):
+        h = res[name]
+        assert h[-1]['train_loss'] < h[0]['train_loss'], (name, h)
+        assert all(math.isfinite(r['val_loss']) for r in h)
+    for f in ('decoder.safetensors', 'decoder.json', 'grounding.safetensors', 'grounding.json'):
+        assert (tmp_path / f).is_file()
+    assert not list(Path(tmp_path).glob('*.pt')) and not list(Path(tmp_path).glob('*.pkl'))
+    a = StrategicPlanner.from_checkpoint(tmp_path)
+    b = StrategicPlanner.from_checkpoint(tmp_path)
+    sim.reset('pick_place', 5)
+    img = sim.render()
+    fa = a.vision.encode(img)
+    x = __import__('hybrid_vla_ros.planning.backbones', fromlist=['x']).image_to_tensor(img)
+    with torch.no_grad():
+        da = a.grounding.dense(x, fa.stride4[None])
+        db = b.grounding.dense(x, fa.stride4[None])
+    assert torch.equal(da, db)
+    tf = a.text.encode('put the red cube on the blue pad')
+    assert a.backend.decoder.decode(tf, fa) == b.backend.decoder.decode(tf, fa)
+
+
+def test_llm_backend_reports_missing_weights_clearly(tmp_path):
+    from hybrid_vla_ros.planning.llm_backend import LLMBackend, LLMUnavailableError
+    with pytest.raises(LLMUnavailableError):
+        LLMBackend(model_path=tmp_path / 'missing.bin')
+
+
+@pytest.mark.skipif(os.environ.get('HYBRID_VLA_TEST_LLM') != '1',
+                    reason='loads SmolLM2 (~45 s); set HYBRID_VLA_TEST_LLM=1')
+def test_llm_backend_output_is_parsed_or_refused():
+    from hybrid_vla_ros.planning.llm_backend import LLMBackend
+    llm = LLMBackend(max_new_tokens=120)
+    try:
+        steps, conf = llm.propose('put the red cube on the blue pad')
+    except PlanningError:
+        return                      # a refusal is fine: never an unvalidated action
+    validate_steps(steps)
+    assert len(conf) == len(steps)
+
+
+def test_replan_on_new_instruction_failure_or_period():
+    from hybrid_vla_ros.planning.strategic_planner import ReplanTrigger
+    r = ReplanTrigger(period=1.0)
+    assert r.due('a', 0.0) and not r.due('a', 0.5)
+    assert r.due('b', 0.6)                 # new instruction: at once
+    r.report_failure('sub-goal grasp stale')
+    assert r.due('b', 0.7) and not r.due('b', 0.8)
+    assert r.due('b', 1.8)                 # period elapsed
+
+
+def test_target_marker_from_depth_is_millimetre_accurate(sim):
+    """Depth geometry alone (at the true pixel): measured median 1.0 mm, max 1.7 mm over 19 of
+    20 scenes; the 20th has the marker hidden behind the gripper (184 mm)."""
+    from hybrid_vla_ros.planning.strategic_planner import StrategicPlanner
+    errs = []
+    for task in ('reach', 'detour'):
+        for seed in range(300_000, 300_010):
+            sim.reset(task, seed)
+            cam = CameraModel.from_any(sim.camera_info())
+            u, v = cam.project(sim.episode.target)
+            p = StrategicPlanner._marker_from_depth(cam, sim.render_depth(), u, v)
+            errs.append(1000.0 * np.linalg.norm(p - np.asarray(sim.episode.target)))
+    errs = np.array(errs)
+    assert np.median(errs) < 1.5 and np.mean(errs < 2.5) >= 0.9, errs.round(2)
