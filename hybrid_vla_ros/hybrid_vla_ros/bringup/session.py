@@ -193,7 +193,7 @@ class GraphSession:
         sent = [0.0]
 
         def send():  # an instruction is a volatile message: repeat until a plan answers it
-            if time.monotonic() - sent[0] > 3.0:
+            if time.monotonic() - sent[0] > 10.0:
                 self.pub_instruction.publish(String(data=instruction))
                 sent[0] = time.monotonic()
         self.wait(lambda: send() or (self.plan is not None

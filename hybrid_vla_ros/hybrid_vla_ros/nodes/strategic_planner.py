@@ -95,11 +95,16 @@ class StrategicPlannerNode(Node):
     # ---------------------------------------------------------------- inputs
     def on_instruction(self, msg: String) -> None:
         try:
-            self.pending = check_instruction(msg.data)
+            text = check_instruction(msg.data)
         except ValueError as e:
             self.errors += 1
             self.get_logger().error(f'rejected instruction: {e}')
             return
+        if self.plan is not None and text == self.instruction and self.msg is not None \
+                and self.msg.active_index < len(self.plan.subgoals):
+            self.get_logger().info('same instruction while its plan runs: keeping the plan')
+            return
+        self.pending = text
         self.try_plan()
 
     def on_image(self, msg: Image) -> None:
