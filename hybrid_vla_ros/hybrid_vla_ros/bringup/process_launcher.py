@@ -71,6 +71,7 @@ class GraphProcesses:
         self.log = log
         self.stdout, self.stderr = stdout, stderr
         self.procs: Dict[str, subprocess.Popen] = {}
+        self.stopped = set()  # nodes stopped on purpose (stop_node): not failures
 
     def start(self) -> 'GraphProcesses':
         for s in self.skipped:
@@ -85,17 +86,20 @@ class GraphProcesses:
         proc = subprocess.Popen(node_command(spec, self.overrides.get(name)),
                                 stdout=self.stdout, stderr=self.stderr)
         self.procs[name] = proc
+        self.stopped.discard(name)
         self.log(f'[launch] started {name} (pid {proc.pid})')
         return proc
 
     def failed(self) -> Optional[str]:
         """The name of a child that has exited, or None while all run."""
         for name, p in self.procs.items():
-            if p.poll() is not None:
+            if name not in self.stopped and p.poll() is not None:
                 return name
         return None
 
     def stop_node(self, name: str, sig=signal.SIGINT) -> Optional[int]:
+        """Stop one node on purpose (it is then not reported as failed)."""
+        self.stopped.add(name)
         p = self.procs[name]
         if p.poll() is None:
             p.send_signal(sig)

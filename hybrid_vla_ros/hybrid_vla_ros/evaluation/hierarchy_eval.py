@@ -11,7 +11,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from hybrid_vla_ros.hierarchy.subgoal_progress import SubgoalProgress
+from hybrid_vla_ros.hierarchy.subgoal_progress import SubgoalProgress, anchor_final_waypoint
 from hybrid_vla_ros.motor.features import WaypointTracker, waypoint_vector
 
 
@@ -66,8 +66,8 @@ def run_episode(sim, task, seed, instruction, strategic, tactical, policy, exper
             if 'obstacle' in plan.scene:
                 ob = plan.scene['obstacle']
                 obs['obstacle'] = {'pos': np.asarray(ob['pos']), 'yaw': ob['yaw']}
-            wps = [waypoint_vector(w.pos, w.quat, w.gripper) for w in
-                   tactical.waypoints(sg, obs)]
+            wps = [waypoint_vector(w.pos, w.quat, w.gripper) for w in anchor_final_waypoint(
+                tactical.waypoints(sg, obs), sg.position, sg.orientation)]
         else:
             wps = [waypoint_vector(sg.position, sg.orientation, sg.gripper)]
         tracker.set_waypoints(wps)

@@ -43,3 +43,15 @@ class SubgoalProgress:
         if now - self.started_at > self.timeout:
             return 'stale'
         return 'active'
+
+
+def anchor_final_waypoint(waypoints, target_pos, target_quat):
+    """The sub-goal's target is the final waypoint: the tactical level adds via-points and
+    timing, it does not move the goal the strategic level grounded (and against which completion
+    is judged). Returns the list with the last waypoint's pose replaced."""
+    import dataclasses
+    if not waypoints:
+        return waypoints
+    last = dataclasses.replace(waypoints[-1], pos=np.asarray(target_pos, float),
+                               quat=np.asarray(target_quat, float))
+    return list(waypoints[:-1]) + [last]

@@ -6,6 +6,7 @@ local). Re-publishes the plan at ``rate`` Hz, advances ``active_index`` when the
 completes the active sub-goal, and re-plans when a sub-goal goes stale. Bad instructions and
 planning failures are logged and produce an empty plan (the arm holds), never an action.
 """
+import copy
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -154,7 +155,8 @@ class StrategicPlannerNode(Node):
             return
         self.plan_ms.append((time.perf_counter() - t0) * 1e3)
         self.progress.reset(self.now())
-        steps = ', '.join(f'{s.skill}({s.object})' for s in self.plan.subgoals)
+        steps = ', '.join(f'{s.skill}({s.object} @ {s.position[0]:.3f},{s.position[1]:.3f},'
+                          f'{s.position[2]:.3f})' for s in self.plan.subgoals)
         self.get_logger().info(f'plan for {text!r}: {steps}')
         self.publish_plan(0)
 
@@ -209,7 +211,8 @@ class StrategicPlannerNode(Node):
                 m = Marker(ns='subgoals', id=2 * k + (kind == Marker.TEXT_VIEW_FACING),
                            type=kind)
                 m.header = self.msg.header
-                m.pose = sg.target_pose
+                # a copy: the text marker is lifted, the sub-goal's own pose must not be
+                m.pose = copy.deepcopy(sg.target_pose)
                 m.scale.x = m.scale.y = m.scale.z = 0.02
                 active = k == self.msg.active_index
                 m.color.r, m.color.g, m.color.b, m.color.a = (1.0, 0.6, 0.0, 1.0) if active \

@@ -13,6 +13,7 @@ from sensor_msgs.msg import JointState
 from visualization_msgs.msg import Marker, MarkerArray
 
 from hybrid_vla_msgs.msg import SubGoalList, Waypoint, WaypointArray
+from hybrid_vla_ros.hierarchy.subgoal_progress import anchor_final_waypoint
 from hybrid_vla_ros.nodes.conversions import arm_state, from_pose, to_pose
 from hybrid_vla_ros.nodes.node_main import run_node
 from hybrid_vla_ros.nodes.qos import COMMAND, LATCHED, SENSOR
@@ -90,7 +91,7 @@ class TacticalPlannerNode(Node):
             ob_pos, ob_quat = from_pose(plan.scene_poses[plan.scene_objects.index('obstacle')])
             obs['obstacle'] = {'pos': ob_pos, 'yaw': 2 * float(np.arctan2(ob_quat[2],
                                                                             ob_quat[3]))}
-        wps = self.planner.waypoints(subgoal, obs)
+        wps = anchor_final_waypoint(self.planner.waypoints(subgoal, obs), pos, quat)
         out = WaypointArray(subgoal_id=sg.id)
         out.header.frame_id = plan.header.frame_id
         for w in wps:
@@ -99,6 +100,8 @@ class TacticalPlannerNode(Node):
                                           time_from_start=Duration(sec=int(t),
                                                                    nanosec=int((t % 1) * 1e9))))
         self.publish_markers(out)
+        self.get_logger().info(f'{sg.id}: ' + ', '.join(
+            f'({w.pos[0]:.3f},{w.pos[1]:.3f},{w.pos[2]:.3f} g{w.gripper:.1f})' for w in wps))
         return out
 
     def publish_markers(self, out: WaypointArray) -> None:
