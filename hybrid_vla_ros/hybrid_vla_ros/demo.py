@@ -15,7 +15,7 @@ import numpy as np
 # (task, seed, instruction): seed 1000029's scene has a red cube and a blue pad (seeds >= 1e6
 # are never used for training).
 EPISODES = (('pick_place', 1000029, 'put the red cube on the blue pad'),
-            ('reach', 1000001, None))
+            ('multimodal', 1000002, None))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

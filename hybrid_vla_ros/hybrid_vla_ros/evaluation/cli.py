@@ -10,8 +10,8 @@ import json
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from hybrid_vla_ros.models.registry import expert_names
     parser.add_argument('--task', required=True)
-    parser.add_argument('--expert', default='coarse_to_fine',
-                        choices=list(expert_names()) + ['router'])
+    parser.add_argument('--expert', default=None, choices=list(expert_names()) + ['router'],
+                        help='default: coarse_to_fine for --levels 1, the router otherwise')
     parser.add_argument('--episodes', type=int, default=20)
     parser.add_argument('--seed', type=int, default=1_000_000,
                         help='seed of episode 0 (training data uses seeds < 1000000; '
@@ -35,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     if args.episodes <= 0:
         raise ValueError('--episodes must be > 0')
+    if args.expert is None:
+        args.expert = 'coarse_to_fine' if args.levels == 1 and not args.ros else 'router'
     if args.ros:
         from hybrid_vla_ros.evaluation.ros_eval import evaluate_ros
         result = evaluate_ros(args)
