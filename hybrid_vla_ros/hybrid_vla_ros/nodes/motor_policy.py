@@ -1,6 +1,7 @@
 """``motor_policy``: the selected action expert on the latest waypoints + joint state.
 
-Subscribes ``/joint_states``, ``waypoints`` and ``expert``; at ``rate`` Hz publishes an
+Subscribes ``/joint_states``, ``waypoints`` and ``expert``; at ``rate`` Hz (on the first joint
+state of each period, so the chunk starts from the freshest observation) publishes an
 ``action_chunk`` whose stamp is the time of its first step and whose ``observation_stamp`` is
 the joint state it was computed from. Publishes nothing (so the executor holds) while the joint
 state is missing/stale/invalid or there are no waypoints. The predicted tool path goes to
@@ -78,7 +79,8 @@ class MotorPolicyNode(Node):
         self.create_subscription(JointState, js_topic, self.on_joint_state, SENSOR)
         self.create_subscription(WaypointArray, 'waypoints', self.on_waypoints, COMMAND)
         self.create_subscription(ExpertSelection, 'expert', self.on_expert, LATCHED)
-        self.create_timer(1.0 / self.rate, self.on_tick)
+        self.period = 1.0 / self.rate
+        self.last_act = -1.0
         self.create_timer(1.0, self.on_diagnostics)
         self.get_logger().info(f'motor_policy: experts {experts} on {device}, {self.rate} Hz')
 
@@ -101,6 +103,12 @@ class MotorPolicyNode(Node):
             return
         state[7] = np.clip(state[7], 0.0, 1.0)
         self.js, self.js_stamp = state, msg.header.stamp
+        # Act on the first joint state after each period: the chunk then starts from the
+        # freshest observation (no sampling delay between the state and the inference).
+        now = self.now()
+        if now - self.last_act >= self.period:
+            self.last_act = now
+            self.on_tick()
 
     def on_waypoints(self, msg: WaypointArray) -> None:
         try:
