@@ -11,7 +11,6 @@ import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 import numpy as np
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.time import Time
 from sensor_msgs.msg import JointState
@@ -21,12 +20,9 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from hybrid_vla_msgs.msg import ActionChunk
 from hybrid_vla_ros.execution.chunk_stream import ChunkRejectedError, ChunkStream, ExecutorLimits
 from hybrid_vla_ros.nodes.node_main import run_node
+from hybrid_vla_ros.nodes.parameters import describe as _d
 from hybrid_vla_ros.nodes.qos import COMMAND, LATCHED, SENSOR
 from hybrid_vla_ros.sim.description import joint_limits, urdf_string, xacro_path
-
-
-def _d(text: str) -> ParameterDescriptor:
-    return ParameterDescriptor(description=text)
 
 
 def _sec(t) -> float:

@@ -6,7 +6,6 @@ probabilities over the experts, or ``fixed_expert`` with probability 1 if set.
 """
 import os
 
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 
@@ -14,12 +13,10 @@ from hybrid_vla_msgs.msg import ExpertSelection, SubGoalList
 from hybrid_vla_ros.evaluation.routing import RouterChooser
 from hybrid_vla_ros.models.checkpoint import load_checkpoint
 from hybrid_vla_ros.motor.policy import default_checkpoint_dir
+from hybrid_vla_ros.nodes.conversions import arm_state
 from hybrid_vla_ros.nodes.node_main import run_node
+from hybrid_vla_ros.nodes.parameters import describe as _d
 from hybrid_vla_ros.nodes.qos import LATCHED, SENSOR
-
-
-def _d(text: str) -> ParameterDescriptor:
-    return ParameterDescriptor(description=text)
 
 
 class ExpertRouterNode(Node):
@@ -42,13 +39,10 @@ class ExpertRouterNode(Node):
         self.create_subscription(JointState, js_topic, self.on_joint_state, SENSOR)
 
     def on_joint_state(self, msg: JointState) -> None:
-        names = list(msg.name)
         try:
-            q = [msg.position[names.index(j)] for j in self.joint_names]
-            g = 1.0 - msg.position[names.index('finger_left_joint')] / 0.04
-        except (ValueError, IndexError):
+            self.state = arm_state(msg, self.joint_names).tolist()
+        except ValueError:
             return  # the motor and executor nodes report malformed joint states
-        self.state = q + [min(1.0, max(0.0, g))]
 
     def on_subgoals(self, msg: SubGoalList) -> None:
         if not msg.subgoals or msg.active_index >= len(msg.subgoals):

@@ -13,7 +13,6 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, PoseStamped
 from nav_msgs.msg import Path
 import numpy as np
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.time import Time
 from sensor_msgs.msg import JointState
@@ -23,14 +22,12 @@ from hybrid_vla_msgs.msg import ActionChunk, ExpertSelection, WaypointArray
 from hybrid_vla_ros.evaluation.motor_eval import motor_checkpoint
 from hybrid_vla_ros.motor.features import WaypointTracker, waypoint_vector
 from hybrid_vla_ros.motor.policy import MotorPolicy
+from hybrid_vla_ros.nodes.conversions import arm_state
 from hybrid_vla_ros.nodes.node_main import run_node
+from hybrid_vla_ros.nodes.parameters import describe as _d
 from hybrid_vla_ros.nodes.qos import COMMAND, LATCHED, SENSOR
 from hybrid_vla_ros.sim.description import urdf_string, xacro_path
 from hybrid_vla_ros.sim.kinematics import Kinematics
-
-
-def _d(text: str) -> ParameterDescriptor:
-    return ParameterDescriptor(description=text)
 
 
 def pose_vector(pose) -> tuple:
@@ -88,20 +85,11 @@ class MotorPolicyNode(Node):
         return self.get_clock().now().nanoseconds * 1e-9
 
     def on_joint_state(self, msg: JointState) -> None:
-        names = list(msg.name)
         try:
-            q = [msg.position[names.index(j)] for j in self.joint_names]
-            fingers = msg.position[names.index(self.gripper_joint)]
-        except (ValueError, IndexError):
-            self.get_logger().error(f'joint_states lacks {self.joint_names} / '
-                                    f'{self.gripper_joint} (or positions); ignored',
-                                    throttle_duration_sec=1.0)
+            state = arm_state(msg, self.joint_names, self.gripper_joint, self.finger_open)
+        except ValueError as e:
+            self.get_logger().error(f'joint_states ignored: {e}', throttle_duration_sec=1.0)
             return
-        state = np.array(q + [1.0 - fingers / self.finger_open])
-        if not np.all(np.isfinite(state)):
-            self.get_logger().error('joint_states has NaN/Inf; ignored', throttle_duration_sec=1)
-            return
-        state[7] = np.clip(state[7], 0.0, 1.0)
         self.js, self.js_stamp = state, msg.header.stamp
         # Act on the first joint state after each period: the chunk then starts from the
         # freshest observation (no sampling delay between the state and the inference).

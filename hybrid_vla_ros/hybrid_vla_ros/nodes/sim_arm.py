@@ -17,7 +17,6 @@ import time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
 import numpy as np
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, Image, JointState
@@ -29,6 +28,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from hybrid_vla_msgs.srv import SetTask
 from hybrid_vla_ros.image_bridge import cv2_to_imgmsg
 from hybrid_vla_ros.nodes.node_main import run_node
+from hybrid_vla_ros.nodes.parameters import describe as _d
 from hybrid_vla_ros.nodes.qos import COMMAND, SENSOR
 from hybrid_vla_ros.sim.arm_sim import FINGER_JOINTS, FINGER_OPEN, ArmSim
 from hybrid_vla_ros.sim.controller_interfaces import (
@@ -37,10 +37,6 @@ from hybrid_vla_ros.sim.controller_interfaces import (
     clamp_to_limits,
     validate_forward_command,
 )
-
-
-def _d(text: str) -> ParameterDescriptor:
-    return ParameterDescriptor(description=text)
 
 
 class SimArmNode(Node):

@@ -10,7 +10,6 @@ import copy
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import String
@@ -21,6 +20,7 @@ from hybrid_vla_ros.hierarchy.subgoal_progress import SubgoalProgress
 from hybrid_vla_ros.image_bridge import CvBridgeError, imgmsg_to_cv2
 from hybrid_vla_ros.nodes.conversions import arm_state, to_pose
 from hybrid_vla_ros.nodes.node_main import run_node
+from hybrid_vla_ros.nodes.parameters import describe as _d
 from hybrid_vla_ros.nodes.qos import COMMAND, LATCHED, SENSOR
 from hybrid_vla_ros.planning.skills import PlanningError
 from hybrid_vla_ros.planning.strategic_planner import StrategicPlanner
@@ -29,9 +29,6 @@ from hybrid_vla_ros.sim.kinematics import Kinematics
 
 MAX_INSTRUCTION = 300
 
-
-def _d(text: str) -> ParameterDescriptor:
-    return ParameterDescriptor(description=text)
 
 
 def check_instruction(text: str) -> str:

@@ -7,7 +7,6 @@ fresh stamp; nothing is published without an active sub-goal (the arm then holds
 from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 import numpy as np
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from visualization_msgs.msg import Marker, MarkerArray
@@ -16,15 +15,12 @@ from hybrid_vla_msgs.msg import SubGoalList, Waypoint, WaypointArray
 from hybrid_vla_ros.hierarchy.subgoal_progress import anchor_final_waypoint
 from hybrid_vla_ros.nodes.conversions import arm_state, from_pose, to_pose
 from hybrid_vla_ros.nodes.node_main import run_node
+from hybrid_vla_ros.nodes.parameters import describe as _d
 from hybrid_vla_ros.nodes.qos import COMMAND, LATCHED, SENSOR
 from hybrid_vla_ros.planning.skills import PlanningError
 from hybrid_vla_ros.planning.tactical_planner import TacticalPlanner
 from hybrid_vla_ros.sim.description import urdf_string, xacro_path
 from hybrid_vla_ros.sim.kinematics import Kinematics
-
-
-def _d(text: str) -> ParameterDescriptor:
-    return ParameterDescriptor(description=text)
 
 
 class TacticalPlannerNode(Node):
