@@ -24,8 +24,12 @@ demo: setup
 lint: setup
 	@$(ENV) ruff check hybrid_vla_ros
 
+# The quick benchmarks; the closed-loop ones (expert, coarse_to_fine, routing, hierarchy,
+# planner) take minutes each: see the README's results table for their commands.
 bench: setup
-	@$(ENV) for b in hybrid_vla_ros/bench/bench_*.py; do echo "== $$b"; python $$b; done
+	@$(ENV) python hybrid_vla_ros/bench/bench_sim.py && \
+	  python hybrid_vla_ros/bench/bench_executor.py && \
+	  python hybrid_vla_ros/bench/bench_latency.py
 
 clean:
 	rm -rf build install log .venv
