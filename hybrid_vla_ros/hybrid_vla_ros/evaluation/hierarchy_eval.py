@@ -108,8 +108,7 @@ def run_episode(sim, task, seed, instruction, strategic, tactical, policy, exper
 def evaluate_hierarchy(args, sim=None, progress: bool = True) -> dict:
     from tqdm import tqdm
 
-    from hybrid_vla_ros.evaluation.motor_eval import motor_checkpoint
-    from hybrid_vla_ros.motor.policy import MotorPolicy
+    from hybrid_vla_ros.motor.policy import MotorPolicy, motor_checkpoint
     from hybrid_vla_ros.planning.strategic_planner import StrategicPlanner
     from hybrid_vla_ros.planning.tactical_planner import TacticalPlanner
     from hybrid_vla_ros.sim.arm_sim import ArmSim

@@ -4,27 +4,12 @@ The sub-goals and their waypoints come from the privileged planner (``--levels 1
 measures the motor level alone. The policy re-plans every control step (receding horizon) unless
 ``exec_steps`` > 1, in which case it executes that many steps of each chunk open loop.
 """
-import os
 from typing import Callable, Dict, Optional
 
 import numpy as np
 
 from hybrid_vla_ros.motor.features import WaypointTracker, waypoint_vector
-from hybrid_vla_ros.motor.policy import MotorPolicy, default_checkpoint_dir
-
-
-def motor_checkpoint(name: str, bins: Optional[int] = None, root: Optional[str] = None) -> str:
-    """Folder of the shipped checkpoint of expert ``name`` (``--bins`` picks a variant)."""
-    root = root or os.path.join(default_checkpoint_dir(), 'motor')
-    sub = name if bins is None else f'{name}_b{bins}'
-    path = os.path.join(root, sub)
-    if not os.path.isfile(os.path.join(path, 'config.json')):
-        have = sorted(d for d in os.listdir(root)
-                      if os.path.isfile(os.path.join(root, d, 'config.json'))) \
-            if os.path.isdir(root) else []
-        raise FileNotFoundError(f'no checkpoint {path} (available in {root}: {have}); train one '
-                                f'with `hybrid-vla train motor --expert {name} ...`')
-    return path
+from hybrid_vla_ros.motor.policy import MotorPolicy, motor_checkpoint
 
 
 class PolicyDriver:

@@ -55,7 +55,7 @@ class RouterChooser:
 
 def load_router_policy(checkpoints: Optional[str] = None, bins: Optional[int] = None):
     """(MotorPolicy with every expert the router knows, RouterChooser)."""
-    from hybrid_vla_ros.evaluation.motor_eval import motor_checkpoint
+    from hybrid_vla_ros.motor.policy import motor_checkpoint
     root = checkpoints or os.path.join(default_checkpoint_dir(), 'motor')
     router = load_checkpoint(os.path.join(root, 'router'))
     policy = MotorPolicy.from_checkpoints(

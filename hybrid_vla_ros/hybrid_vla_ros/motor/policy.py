@@ -3,6 +3,7 @@
 Transport-free (openpi's split): the ROS node, the sim evaluation and the benchmarks all call
 :meth:`MotorPolicy.act` with the same inputs.
 """
+import os
 import time
 from typing import Dict, Optional
 
@@ -17,6 +18,20 @@ from hybrid_vla_ros.shipped_checkpoints import checkpoint_root
 def default_checkpoint_dir() -> str:
     """Checkpoints shipped with the package (see :mod:`hybrid_vla_ros.shipped_checkpoints`)."""
     return checkpoint_root()
+
+
+def motor_checkpoint(name: str, bins: Optional[int] = None, root: Optional[str] = None) -> str:
+    """Folder of the shipped checkpoint of expert ``name`` (``--bins`` picks a variant)."""
+    root = root or os.path.join(default_checkpoint_dir(), 'motor')
+    sub = name if bins is None else f'{name}_b{bins}'
+    path = os.path.join(root, sub)
+    if not os.path.isfile(os.path.join(path, 'config.json')):
+        have = sorted(d for d in os.listdir(root)
+                      if os.path.isfile(os.path.join(root, d, 'config.json'))) \
+            if os.path.isdir(root) else []
+        raise FileNotFoundError(f'no checkpoint {path} (available in {root}: {have}); train one '
+                                f'with `hybrid-vla train motor --expert {name} ...`')
+    return path
 
 
 class MotorPolicy:

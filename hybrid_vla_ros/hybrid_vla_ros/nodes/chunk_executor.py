@@ -19,6 +19,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from hybrid_vla_msgs.msg import ActionChunk
 from hybrid_vla_ros.execution.chunk_stream import ChunkRejectedError, ChunkStream, ExecutorLimits
+from hybrid_vla_ros.nodes.conversions import arm_state
 from hybrid_vla_ros.nodes.node_main import run_node
 from hybrid_vla_ros.nodes.parameters import describe as _d
 from hybrid_vla_ros.nodes.qos import COMMAND, LATCHED, SENSOR
@@ -106,21 +107,10 @@ class ChunkExecutorNode(Node):
                                     throttle_duration_sec=1.0)
 
     def on_joint_state(self, msg: JointState) -> None:
-        names = list(msg.name)
-        if len(msg.position) != len(names):
-            self.get_logger().error(f'joint_states: {len(names)} names but '
-                                    f'{len(msg.position)} positions; ignored',
-                                    throttle_duration_sec=1.0)
-            return
         try:
-            q = np.array([msg.position[names.index(j)] for j in self.joint_names])
-        except ValueError:
-            self.get_logger().error(f'joint_states lacks some of {self.joint_names}; ignored',
-                                    throttle_duration_sec=1.0)
-            return
-        if not np.all(np.isfinite(q)):
-            self.get_logger().error('joint_states has NaN/Inf; ignored',
-                                    throttle_duration_sec=1.0)
+            q = arm_state(msg, self.joint_names, self.gripper_joint, self.finger_open)[:-1]
+        except ValueError as e:
+            self.get_logger().error(f'joint_states ignored: {e}', throttle_duration_sec=1.0)
             return
         self.measured = q
 

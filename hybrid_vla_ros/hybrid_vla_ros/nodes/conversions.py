@@ -30,3 +30,10 @@ def arm_state(msg, joint_names, gripper_joint='finger_left_joint', finger_open=0
     if not np.all(np.isfinite(s)):
         raise ValueError('NaN/Inf positions')
     return s
+
+
+def robot_kinematics(urdf_file: str):
+    """FK/IK of the robot described by ``hybrid_vla_description/urdf/<urdf_file>``."""
+    from hybrid_vla_ros.sim.description import urdf_string, xacro_path
+    from hybrid_vla_ros.sim.kinematics import Kinematics
+    return Kinematics.from_urdf(urdf_string(xacro_path(f'urdf/{urdf_file}')))

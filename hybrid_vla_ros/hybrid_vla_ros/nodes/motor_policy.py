@@ -7,7 +7,6 @@ the joint state it was computed from. Publishes nothing (so the executor holds) 
 state is missing/stale/invalid or there are no waypoints. The predicted tool path goes to
 ``predicted_path`` (nav_msgs/Path) and ``markers`` for rviz; inference time to ``/diagnostics``.
 """
-import os
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, PoseStamped
@@ -19,15 +18,12 @@ from sensor_msgs.msg import JointState
 from visualization_msgs.msg import Marker, MarkerArray
 
 from hybrid_vla_msgs.msg import ActionChunk, ExpertSelection, WaypointArray
-from hybrid_vla_ros.evaluation.motor_eval import motor_checkpoint
 from hybrid_vla_ros.motor.features import WaypointTracker, waypoint_vector
-from hybrid_vla_ros.motor.policy import MotorPolicy
-from hybrid_vla_ros.nodes.conversions import arm_state
+from hybrid_vla_ros.motor.policy import MotorPolicy, motor_checkpoint
+from hybrid_vla_ros.nodes.conversions import arm_state, robot_kinematics
 from hybrid_vla_ros.nodes.node_main import run_node
 from hybrid_vla_ros.nodes.parameters import describe as _d
 from hybrid_vla_ros.nodes.qos import COMMAND, LATCHED, SENSOR
-from hybrid_vla_ros.sim.description import urdf_string, xacro_path
-from hybrid_vla_ros.sim.kinematics import Kinematics
 
 
 def pose_vector(pose) -> tuple:
@@ -59,7 +55,7 @@ class MotorPolicyNode(Node):
             raise ValueError(f'default_expert {self.expert!r} is not in experts {experts}')
         self.policy = MotorPolicy.from_checkpoints(
             {e: motor_checkpoint(e, None, ckpt_dir or None) for e in experts}, device=device)
-        self.kin = Kinematics.from_urdf(urdf_string(xacro_path(os.path.join('urdf', urdf_file))))
+        self.kin = robot_kinematics(urdf_file)
         self.finger_open = 0.04
         self.tracker = WaypointTracker()
         self.subgoal_id = ''

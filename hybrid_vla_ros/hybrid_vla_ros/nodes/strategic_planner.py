@@ -18,14 +18,12 @@ from visualization_msgs.msg import Marker, MarkerArray
 from hybrid_vla_msgs.msg import SubGoal, SubGoalList
 from hybrid_vla_ros.hierarchy.subgoal_progress import SubgoalProgress
 from hybrid_vla_ros.image_bridge import CvBridgeError, imgmsg_to_cv2
-from hybrid_vla_ros.nodes.conversions import arm_state, to_pose
+from hybrid_vla_ros.nodes.conversions import arm_state, robot_kinematics, to_pose
 from hybrid_vla_ros.nodes.node_main import run_node
 from hybrid_vla_ros.nodes.parameters import describe as _d
 from hybrid_vla_ros.nodes.qos import COMMAND, LATCHED, SENSOR
 from hybrid_vla_ros.planning.skills import PlanningError
 from hybrid_vla_ros.planning.strategic_planner import StrategicPlanner
-from hybrid_vla_ros.sim.description import urdf_string, xacro_path
-from hybrid_vla_ros.sim.kinematics import Kinematics
 
 MAX_INSTRUCTION = 300
 
@@ -63,7 +61,7 @@ class StrategicPlannerNode(Node):
                              f' last = 1), got {self.extrinsics}')
         self.planner = StrategicPlanner.from_checkpoint(ckpt) if ckpt else \
             StrategicPlanner.from_checkpoint()
-        self.kin = Kinematics.from_urdf(urdf_string(xacro_path(f'urdf/{urdf_file}')))
+        self.kin = robot_kinematics(urdf_file)
         self.progress = SubgoalProgress(timeout=self.timeout)
         self.image = self.depth = self.info = None
         self.image_time = 0.0

@@ -13,14 +13,12 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from hybrid_vla_msgs.msg import SubGoalList, Waypoint, WaypointArray
 from hybrid_vla_ros.hierarchy.subgoal_progress import anchor_final_waypoint
-from hybrid_vla_ros.nodes.conversions import arm_state, from_pose, to_pose
+from hybrid_vla_ros.nodes.conversions import arm_state, from_pose, robot_kinematics, to_pose
 from hybrid_vla_ros.nodes.node_main import run_node
 from hybrid_vla_ros.nodes.parameters import describe as _d
 from hybrid_vla_ros.nodes.qos import COMMAND, LATCHED, SENSOR
 from hybrid_vla_ros.planning.skills import PlanningError
 from hybrid_vla_ros.planning.tactical_planner import TacticalPlanner
-from hybrid_vla_ros.sim.description import urdf_string, xacro_path
-from hybrid_vla_ros.sim.kinematics import Kinematics
 
 
 class TacticalPlannerNode(Node):
@@ -34,7 +32,7 @@ class TacticalPlannerNode(Node):
         ckpt = p('checkpoint', '', _d('planner checkpoint folder; empty = shipped')).value
         self.rate = p('rate', 5.0, _d('waypoint publish rate (Hz)')).value
         self.planner = TacticalPlanner.from_checkpoint(ckpt or None)
-        self.kin = Kinematics.from_urdf(urdf_string(xacro_path(f'urdf/{urdf_file}')))
+        self.kin = robot_kinematics(urdf_file)
         self.plan = None
         self.state = None
         self.key = None
