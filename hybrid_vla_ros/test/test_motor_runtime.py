@@ -9,7 +9,8 @@ import torch
 
 from hybrid_vla_ros.hierarchy.subgoal_progress import SubgoalProgress
 from hybrid_vla_ros.models.registry import build_expert
-from hybrid_vla_ros.motor.features import GOAL_DIM, WaypointTracker, goal_features
+from hybrid_vla_ros.motor.features import (GOAL_DIM, GOAL_DIM_LOG, WaypointTracker, goal_features,
+                                           log_error_for)
 from hybrid_vla_ros.motor.policy import MotorPolicy
 
 torch.set_num_threads(1)
@@ -82,3 +83,97 @@ def test_train_motor_on_real_demos_lowers_validation_loss_and_resumes(tmp_path):
     assert 'resuming at step 80' in r.stdout
     hist = json.loads((out / 'training.json').read_text())['history']
     assert [h['step'] for h in hist] == [40, 80, 120]
+
+
+def test_train_motor_ddp_two_processes_stay_in_sync(tmp_path):
+    """`torchrun --nproc_per_node 2`: gloo DDP, both ranks end with identical weights."""
+    data, out = tmp_path / 'ds', tmp_path / 'ck'
+    subprocess.run([sys.executable, '-m', 'hybrid_vla_ros.cli', 'collect', '--task', 'reach',
+                    '--episodes', '4', '--out', str(data), '--image-stride', '0'],
+                   check=True, capture_output=True)
+    r = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone',
+                        '--nproc_per_node', '2', '-m', 'hybrid_vla_ros.cli', 'train', 'motor',
+                        '--expert', 'coarse_to_fine', '--data', str(data), '--out', str(out),
+                        '--d-model', '32', '--batch-size', '32', '--steps', '30',
+                        '--val-every', '30', '--threads', '1'],
+                       capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    assert 'DDP: 2 processes' in r.stdout
+    assert 'parameter checksums of the 2 processes differ by 0' in r.stdout
+    assert json.loads((out / 'training.json').read_text())['history'][-1]['step'] == 30
+
+
+def test_dagger_collection_labels_near_target_states(tmp_path):
+    """The learner drives; states near the precise target carry the expert's settle chunk."""
+    from hybrid_vla_ros.data.dataset import Dataset
+    from hybrid_vla_ros.motor.policy import motor_checkpoint
+    from hybrid_vla_ros.sim.kinematics import Kinematics
+    from hybrid_vla_ros.training.motor_data import load_motor_samples
+
+    out = tmp_path / 'dagger'
+    r = subprocess.run([sys.executable, '-m', 'hybrid_vla_ros.cli', 'collect', '--task',
+                        'reach', '--episodes', '2', '--seed', '20000', '--out', str(out),
+                        '--image-stride', '0', '--dagger', motor_checkpoint('coarse_to_fine'),
+                        '--dagger-radius', '0.03'], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    ds = Dataset(str(out))
+    assert len(ds) >= 1
+    ep = ds.load(0)
+    assert ep.meta['labels'] == 'dagger' and 'learner_error_mm' in ep.meta
+    chunk, tool = ep.arrays['action_chunk'], ep.arrays['observation.tool_pose']
+    target = np.asarray(ep.arrays['observation.waypoint'][:, :3])
+    assert np.all(np.linalg.norm(tool[:, :3] - target, axis=1) < 0.03)
+    # every label puts the tool on the target (the expert's IK), held over the chunk
+    kin = Kinematics.from_urdf()
+    for t in range(0, len(chunk), max(1, len(chunk) // 5)):
+        p, _ = kin.fk(chunk[t, 0, :7].astype(float))
+        assert np.linalg.norm(p - target[t]) < 1e-5
+        assert np.allclose(chunk[t], chunk[t, :1])
+    train, _ = load_motor_samples([str(out)], horizon=4, val_fraction=0.0)
+    assert tuple(train['action'].shape[1:]) == (4, 8)
+    with pytest.raises(ValueError, match='action_chunk has shape'):
+        from hybrid_vla_ros.training.motor_data import episode_samples
+        bad = dict(ep.arrays, action_chunk=chunk[:-1])
+        episode_samples(bad, 4)
+
+
+def test_log_error_features_resolve_every_scale():
+    f = goal_features(WP, [0.5, 0.0, 0.2 - 5e-5], [0.0, -1.0, 0.0, 0.0], log_error=True)
+    assert f.shape == (GOAL_DIM_LOG,)
+    assert np.allclose(f[:GOAL_DIM], goal_features(WP, [0.5, 0.0, 0.2 - 5e-5],
+                                                    [0.0, -1.0, 0.0, 0.0]))
+    z = [goal_features(WP, [0.5, 0.0, 0.2 - e], [0.0, -1.0, 0.0, 0.0], log_error=True)[-4]
+         for e in (5e-5, 1e-3, 0.1)]
+    assert 0.04 < z[0] < 0.08 and 0.3 < z[1] < 0.4 and abs(z[2] - 1.0) < 1e-6
+    # a 1 mrad tilt about x shows up in the log-scale rotation error, not in the position part
+    c, s = np.cos(5e-4), np.sin(5e-4)  # half angle
+    q = np.array([0.0, 1.0, 0.0, 0.0])  # WP's orientation (x, y, z, w)
+    tilted = np.array([c * q[0] + s * q[3], c * q[1] - s * q[2], c * q[2] + s * q[1],
+                       c * q[3] - s * q[0]])
+    g = goal_features(WP, WP[:3], tilted, log_error=True)
+    assert np.allclose(g[-6:-3], 0.0) and 0.2 < np.abs(g[-3:]).max() < 0.3
+    assert log_error_for(GOAL_DIM) is False and log_error_for(GOAL_DIM_LOG) is True
+    with pytest.raises(ValueError, match='goal_dim 5'):
+        log_error_for(5)
+
+
+def test_mu_law_bins_round_trip_and_are_fine_near_zero_motion():
+    torch.manual_seed(0)
+    e = build_expert('token', horizon=4, n_bins=64, mu_law=255.0,
+                     encoder={'state_dim': 8, 'goal_dim': GOAL_DIM, 'd_model': 32,
+                              'hidden_dim': 32})
+    state = torch.randn(256, 8)
+    delta = torch.randn(256, 4, 8) * 0.05
+    action = delta.clone()
+    action[..., :7] += state[:, None, :7]
+    action[..., 7] = torch.rand(256, 4)
+    e.fit_normalization({'state': state, 'goal': torch.randn(256, GOAL_DIM), 'action': action})
+    x = e.action_norm.normalize(action, state)
+    assert torch.allclose(e.action_norm.unnormalize(x, state), action, atol=1e-6)
+    # a token's width around zero motion vs at the end of the range (joint dims)
+    near = e.decode(e.encode(action, state), state) - action
+    small = delta[..., :7].abs() < 1e-3
+    scale = e.action_norm.symmetric_scale()[:, :7].expand(256, -1, -1)
+    assert (near[..., :7].abs()[small] < 2e-3 * scale[small]).all()
+    with pytest.raises(ValueError, match='mu_law'):
+        build_expert('token', mu_law=10.0, delta_actions=False)

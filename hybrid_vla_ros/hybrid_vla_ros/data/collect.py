@@ -34,14 +34,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='recovery segments recorded after each precise (servo) episode')
     parser.add_argument('--keep-failed', action='store_true',
                         help='also store episodes the expert failed (flagged success=false)')
+    parser.add_argument('--dagger', default=None, metavar='CHECKPOINT',
+                        help='DAgger: a motor checkpoint folder drives, the expert labels the '
+                             'states near precise targets (see hybrid_vla_ros.data.dagger)')
+    parser.add_argument('--dagger-radius', type=float, default=0.02,
+                        help='label states within this distance (m) of the target (default 0.02)')
 
 
-def _worker_init(image_size):
-    global _SIM
+_LEARNER = None  # (MotorPolicy, expert name) when collecting DAgger labels
+
+
+def _worker_init(image_size, dagger=None):
+    global _SIM, _LEARNER
     import torch  # noqa: F401  (keep BLAS single-threaded per worker)
     torch.set_num_threads(1)
     from hybrid_vla_ros.sim.arm_sim import ArmSim
     _SIM = ArmSim(camera_width=image_size, camera_height=image_size)
+    if dagger:
+        from hybrid_vla_ros.models.checkpoint import load_checkpoint
+        from hybrid_vla_ros.motor.policy import MotorPolicy
+        expert = load_checkpoint(dagger)
+        _LEARNER = (MotorPolicy({expert.name: expert}), expert.name)
+
+
+def _run_dagger_episode(job):
+    from hybrid_vla_ros.data.dagger import dagger_episode
+
+    index, task, seed, radius = job
+    policy, name = _LEARNER
+    arrays, meta = dagger_episode(_SIM, task, seed, policy, name, policy.horizon, radius)
+    return index, meta, arrays
 
 
 def _run_episode(job):
@@ -78,9 +100,20 @@ def run(args) -> int:
                            joint_names=list(cfg.joint_names),
                            image_shape=(args.image_size, args.image_size, 3)
                            if args.image_stride else None)
-    jobs = [(i, tasks[i % len(tasks)], args.seed + i, args.image_stride,
-             args.action_noise if i % 2 else 0.0, args.recovery)
-            for i in range(args.episodes) if not writer.has(i)]
+    if args.dagger:
+        if args.action_noise or args.recovery or args.image_stride:
+            raise SystemExit('--dagger records the learner with the expert\'s labels: use it '
+                             'with --image-stride 0 and without --action-noise/--recovery')
+        if args.dagger_radius <= 0:
+            raise SystemExit('--dagger-radius must be > 0')
+        jobs = [(i, tasks[i % len(tasks)], args.seed + i, args.dagger_radius)
+                for i in range(args.episodes) if not writer.has(i)]
+        run_episode = _run_dagger_episode
+    else:
+        jobs = [(i, tasks[i % len(tasks)], args.seed + i, args.image_stride,
+                 args.action_noise if i % 2 else 0.0, args.recovery)
+                for i in range(args.episodes) if not writer.has(i)]
+        run_episode = _run_episode
     skipped = args.episodes - len(jobs)
     if skipped:
         print(f'collect: resuming, {skipped} episodes already in {args.out}')
@@ -88,19 +121,21 @@ def run(args) -> int:
     t0 = time.monotonic()
     bar = tqdm(total=args.episodes, initial=skipped, unit='ep', desc='collect')
     ctx = mp.get_context('spawn' if args.workers > 1 else 'fork')
-    pool = ctx.Pool(args.workers, initializer=_worker_init, initargs=(args.image_size,)) \
-        if args.workers > 1 else None
+    pool = ctx.Pool(args.workers, initializer=_worker_init,
+                    initargs=(args.image_size, args.dagger)) if args.workers > 1 else None
     try:
         if pool is None:
-            _worker_init(args.image_size)
-            results = map(_run_episode, jobs)
+            _worker_init(args.image_size, args.dagger)
+            results = map(run_episode, jobs)
         else:
-            results = pool.imap_unordered(_run_episode, jobs)
+            results = pool.imap_unordered(run_episode, jobs)
         for index, meta, arrays in results:
-            if meta['success'] or args.keep_failed:
+            # arrays is None: a DAgger learner that never came near a precise target
+            if arrays is not None and (meta['success'] or args.keep_failed):
                 writer.write(index, meta, arrays)
-            ok += int(meta['success'])
-            failed += int(not meta['success'])
+            won = meta.get('learner_success', meta['success'])
+            ok += int(won)
+            failed += int(not won)
             bar.update(1)
             bar.set_postfix(success=f'{ok}/{ok + failed}')
     except KeyboardInterrupt:

@@ -58,6 +58,9 @@ class ExpertConfig:
     ``delta_actions``: the first ``delta_dims`` action dims are predicted relative to the same
     state dims (joint targets minus current joints); the rest (gripper) stay absolute.
     ``bin_margin``: the normalisation range is the data's min/max widened by this fraction.
+    ``mu_law``: > 0 compands the delta dims around zero motion before they are binned / modelled
+    (y = sign(x) log(1 + mu |x|) / log(1 + mu), x = delta / max |delta|), so bins and flow
+    residuals are fine where the arm settles and coarse for fast motion; 0 = uniform.
     """
 
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
@@ -66,6 +69,7 @@ class ExpertConfig:
     delta_actions: bool = True
     delta_dims: int = 7
     bin_margin: float = 0.02
+    mu_law: float = 0.0
 
     def __post_init__(self) -> None:
         name = type(self).__name__
@@ -81,6 +85,9 @@ class ExpertConfig:
                    f'an integer in 1..{limit} (min of action_dim and encoder.state_dim)')
         _check(name, 'bin_margin', self.bin_margin, 0.0 <= self.bin_margin < 1.0,
                'a fraction in [0, 1)')
+        _check(name, 'mu_law', self.mu_law, isinstance(self.mu_law, (int, float))
+               and 0.0 <= self.mu_law <= 1e4 and (self.mu_law == 0 or self.delta_actions),
+               'a number in [0, 1e4] (> 0 only with delta_actions)')
 
     @property
     def chunk_size(self) -> int:

@@ -4,6 +4,7 @@
 ``ActionNormalizer``: absolute joint targets <-> per-(step, dim) normalised chunk in [-1, 1],
 optionally relative to the current joint state (delta actions).
 """
+import math
 from typing import Dict, Optional
 
 import torch
@@ -55,6 +56,7 @@ class ActionNormalizer(nn.Module):
         self.horizon, self.action_dim = cfg.horizon, cfg.action_dim
         self.delta_dims = cfg.delta_dims if cfg.delta_actions else 0
         self.margin = cfg.bin_margin
+        self.mu = float(cfg.mu_law)
         self.register_buffer('low', -torch.ones(cfg.horizon, cfg.action_dim))
         self.register_buffer('high', torch.ones(cfg.horizon, cfg.action_dim))
 
@@ -84,10 +86,25 @@ class ActionNormalizer(nn.Module):
         """(H, D) half-width of the range: normalised units -> original units."""
         return (self.high - self.low) / 2
 
+    def symmetric_scale(self) -> torch.Tensor:
+        """(H, D) largest |value| of the range: the mu-law's unit on the delta dims."""
+        return torch.maximum(self.low.abs(), self.high.abs())
+
     def normalize(self, action: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         rel = self.relative(action, state)
-        return (rel - self.low) / (self.high - self.low) * 2 - 1
+        x = (rel - self.low) / (self.high - self.low) * 2 - 1
+        if self.mu:  # delta dims: mu-law around zero motion
+            n = self.delta_dims
+            u = (rel[..., :n] / self.symmetric_scale()[:, :n]).clamp(-1.0, 1.0)
+            y = torch.sign(u) * torch.log1p(self.mu * u.abs()) / math.log1p(self.mu)
+            x = torch.cat([y, x[..., n:]], dim=-1)
+        return x
 
     def unnormalize(self, x: torch.Tensor, state: Optional[torch.Tensor]) -> torch.Tensor:
         rel = (x + 1) / 2 * (self.high - self.low) + self.low
+        if self.mu:
+            n = self.delta_dims
+            y = x[..., :n]
+            u = torch.sign(y) * torch.expm1(y.abs() * math.log1p(self.mu)) / self.mu
+            rel = torch.cat([u * self.symmetric_scale()[:, :n], rel[..., n:]], dim=-1)
         return self.absolute(rel, state)

@@ -5,6 +5,13 @@ or the sub-goal's target itself when there is no tactical level). Besides the wa
 tool pose from forward kinematics of the measured joints (the URDF is known on any robot) and the
 tool-to-waypoint error, once raw and once saturated at 1 cm: the fine copy makes sub-millimetre
 errors visible to the network after normalisation, which is what precision placement needs.
+
+Precision checkpoints (``goal_dim`` = :data:`GOAL_DIM_LOG`) add the position error once more on
+a log scale, sign(e) log(1 + |e| / 0.1 mm) / log(1 + 10 cm / 0.1 mm): 0.05 mm, 1 mm and 10 cm
+become 0.06, 0.35 and 1.0, so every scale of the final approach is an O(0.1..1) input; and the
+orientation error (rotation vector, base frame) on the same kind of log scale (0.1 mrad .. 1 rad):
+a milliradian of tool tilt is invisible in raw quaternion features, yet the expert corrects it. Which layout a
+checkpoint expects follows from its ``encoder.goal_dim`` (:func:`log_error_for`).
 """
 from typing import Optional, Sequence
 
@@ -13,6 +20,38 @@ import numpy as np
 STATE_DIM = 8   # 7 joints [rad] + gripper [0..1]
 GOAL_DIM = 21   # waypoint pos(3) quat(4) gripper(1), tool pos(3) quat(4), error(3), fine error(3)
 FINE_SCALE = 0.01  # m: the fine error saturates at 1 cm
+GOAL_DIM_LOG = GOAL_DIM + 6  # ... plus the log-scale position error(3), rotation error(3)
+LOG_UNIT, LOG_RANGE = 1e-4, 0.1  # m: log-scale error unit (0.1 mm) and full scale (10 cm)
+ROT_UNIT, ROT_RANGE = 1e-4, 1.0  # rad: the same for the rotation error
+
+
+def _log_scale(x: np.ndarray, unit: float, full: float) -> np.ndarray:
+    return np.sign(x) * np.log1p(np.abs(x) / unit) / np.log1p(full / unit)
+
+
+def rotation_vector(q_target, q_current) -> np.ndarray:
+    """Rotation vector (rad, base frame) taking quaternion ``q_current`` to ``q_target`` (xyzw)."""
+    x1, y1, z1, w1 = np.asarray(q_target, float)
+    qc = np.asarray(q_current, float)
+    x2, y2, z2, w2 = -qc[0], -qc[1], -qc[2], qc[3]
+    # q_target * conj(q_current)
+    w = w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2
+    v = np.array([w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
+                  w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
+                  w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2])
+    if w < 0:
+        w, v = -w, -v
+    n = float(np.linalg.norm(v))
+    if n < 1e-12:
+        return 2.0 * v
+    return v * (2.0 * np.arctan2(n, w) / n)
+
+
+def log_error_for(goal_dim: int) -> bool:
+    """Whether a checkpoint with this ``encoder.goal_dim`` expects the log-scale error."""
+    if goal_dim not in (GOAL_DIM, GOAL_DIM_LOG):
+        raise ValueError(f'motor goal_dim {goal_dim}: expected {GOAL_DIM} or {GOAL_DIM_LOG}')
+    return goal_dim == GOAL_DIM_LOG
 
 
 def waypoint_vector(pos, quat, gripper) -> np.ndarray:
@@ -20,8 +59,10 @@ def waypoint_vector(pos, quat, gripper) -> np.ndarray:
                            [float(gripper)]]).astype(np.float32)
 
 
-def goal_features(waypoint: np.ndarray, tool_pos, tool_quat) -> np.ndarray:
-    """(GOAL_DIM,) features from the active waypoint (8,) and the measured tool pose."""
+def goal_features(waypoint: np.ndarray, tool_pos, tool_quat, log_error: bool = False
+                  ) -> np.ndarray:
+    """(GOAL_DIM,) features from the active waypoint (8,) and the measured tool pose
+    ((GOAL_DIM_LOG,) with ``log_error``)."""
     wp = np.asarray(waypoint, float).reshape(-1)
     if wp.shape[0] != 8:
         raise ValueError(f'waypoint has {wp.shape[0]} values, expected 8 (pos, quat xyzw, '
@@ -30,7 +71,11 @@ def goal_features(waypoint: np.ndarray, tool_pos, tool_quat) -> np.ndarray:
     if tq @ wp[3:7] < 0:  # q and -q are the same rotation: keep them on one hemisphere
         tq = -tq
     err = wp[:3] - tp
-    out = np.concatenate([wp, tp, tq, err, np.clip(err / FINE_SCALE, -1.0, 1.0)])
+    parts = [wp, tp, tq, err, np.clip(err / FINE_SCALE, -1.0, 1.0)]
+    if log_error:
+        parts += [_log_scale(err, LOG_UNIT, LOG_RANGE),
+                  _log_scale(rotation_vector(wp[3:7], tq), ROT_UNIT, ROT_RANGE)]
+    out = np.concatenate(parts)
     if not np.all(np.isfinite(out)):
         raise ValueError('motor observation has NaN/Inf (waypoint or tool pose)')
     return out.astype(np.float32)

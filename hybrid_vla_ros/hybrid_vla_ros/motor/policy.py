@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from hybrid_vla_ros.models.checkpoint import load_checkpoint
-from hybrid_vla_ros.motor.features import goal_features
+from hybrid_vla_ros.motor.features import goal_features, log_error_for
 from hybrid_vla_ros.shipped_checkpoints import checkpoint_root
 
 
@@ -54,6 +54,8 @@ class MotorPolicy:
             if capture is not None:
                 e.set_capture(capture)
             self.experts[name] = e
+        self._log_error = {name: log_error_for(e.config.encoder.goal_dim)
+                           for name, e in self.experts.items()}
         first = next(iter(self.experts.values()))
         self.horizon = first.config.horizon
 
@@ -78,7 +80,7 @@ class MotorPolicy:
         s = np.asarray(state, np.float32).reshape(-1)
         if s.shape[0] != 8 or not np.all(np.isfinite(s)):
             raise ValueError(f'motor state must be 8 finite values, got {s.tolist()}')
-        g = goal_features(waypoint, tool_pos, tool_quat)
+        g = goal_features(waypoint, tool_pos, tool_quat, self._log_error[expert])
         obs = {'state': torch.from_numpy(s)[None].to(self.device),
                'goal': torch.from_numpy(g)[None].to(self.device)}
         t0 = time.perf_counter()

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from hybrid_vla_ros.models.checkpoint import load_checkpoint, save_checkpoint
 from hybrid_vla_ros.models.registry import build_expert, expert_names
-from hybrid_vla_ros.motor.features import GOAL_DIM, STATE_DIM
+from hybrid_vla_ros.motor.features import GOAL_DIM, GOAL_DIM_LOG, STATE_DIM, log_error_for
 from hybrid_vla_ros.training.motor_data import load_motor_samples
 from hybrid_vla_ros.training.train_state import load_train_state, save_train_state
 
@@ -39,6 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--bins', type=int, default=None, help='token bins (token, c2f)')
     parser.add_argument('--refine-steps', type=int, default=None,
                         help='K sampler steps (flow, diffusion, c2f)')
+    parser.add_argument('--log-error', action='store_true',
+                        help='precision features: also the tool error on a log scale')
+    parser.add_argument('--mu-law', type=float, default=0.0,
+                        help='mu-law companded action bins (fine near zero motion); 0 = uniform')
     parser.add_argument('--val-every', type=int, default=500)
     parser.add_argument('--resume', action='store_true', help='continue from --out')
     parser.add_argument('--threads', type=int, default=0, help='torch threads (0 = default)')
@@ -57,8 +61,11 @@ class _LossModule(nn.Module):
 
 def expert_config(args) -> dict:
     cfg = {'horizon': args.horizon,
-           'encoder': {'state_dim': STATE_DIM, 'goal_dim': GOAL_DIM, 'd_model': args.d_model,
-                       'hidden_dim': args.d_model}}
+           'encoder': {'state_dim': STATE_DIM,
+                       'goal_dim': GOAL_DIM_LOG if args.log_error else GOAL_DIM,
+                       'd_model': args.d_model, 'hidden_dim': args.d_model}}
+    if args.mu_law:
+        cfg['mu_law'] = args.mu_law
     if args.bins is not None:
         if args.expert not in ('token', 'coarse_to_fine'):
             raise ValueError(f'--bins applies to token and coarse_to_fine, not {args.expert}')
@@ -118,7 +125,12 @@ def run(args) -> int:
     torch.manual_seed(args.seed)
     roots = [r for r in args.data.split(',') if r]
     tasks = args.tasks.split(',') if args.tasks else None
-    train, val = load_motor_samples(roots, args.horizon, seed=args.seed, tasks=tasks)
+    log_error = args.log_error
+    if args.resume:  # the features follow the checkpoint being continued
+        with open(os.path.join(args.out, 'config.json')) as f:
+            log_error = log_error_for(json.load(f)['config']['encoder']['goal_dim'])
+    train, val = load_motor_samples(roots, args.horizon, seed=args.seed, tasks=tasks,
+                                    log_error=log_error)
     log = print if rank == 0 else (lambda *a, **k: None)
     log(f'train motor/{args.expert}: {len(train["state"])} training samples, '
         f'{0 if val is None else len(val["state"])} validation samples from {roots}')
@@ -129,8 +141,11 @@ def run(args) -> int:
         expert = build_expert(args.expert, **expert_config(args))
         expert.fit_normalization(train)
     model = _LossModule(expert)
-    if world > 1:
+    if world > 1:  # rank 0's initial weights and statistics are broadcast to every rank
         model = torch.nn.parallel.DistributedDataParallel(model)
+        torch.manual_seed(args.seed * 1009 + rank)  # distinct noise draws per rank
+        log(f'DDP: {world} processes (gloo), {args.batch_size} samples per process per step '
+            f'(global batch {args.batch_size * world}), disjoint shards of the data')
     opt = torch.optim.AdamW(expert.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     start, history = 0, []
     if args.resume:
@@ -173,5 +188,13 @@ def run(args) -> int:
                        'command': command_line(args)}, f, indent=2)
         log(f'train motor/{args.expert}: done in {minutes:.1f} min -> {args.out}')
     if world > 1:
+        # Every rank must end with the same weights: compare a checksum across processes.
+        total = torch.stack([p.detach().double().sum() for p in expert.parameters()]).sum()
+        sums = [torch.zeros_like(total) for _ in range(world)]
+        torch.distributed.all_gather(sums, total)
+        spread = float(max(sums) - min(sums))
+        log(f'DDP: parameter checksums of the {world} processes differ by {spread:.3g}')
         torch.distributed.destroy_process_group()
+        if spread > 1e-6 * max(1.0, abs(float(total))):
+            raise RuntimeError(f'DDP processes diverged (checksum spread {spread})')
     return 0
