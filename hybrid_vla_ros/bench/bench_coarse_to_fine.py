@@ -2,10 +2,12 @@
 
 Closed loop in the MuJoCo sim on the ``reach`` task (1 mm tolerance): for each bin count, the
 coarse_to_fine checkpoint is evaluated with K=0 (coarse tokens only) and K refinement steps.
-Also sweeps K for one bin count and plots precision vs refinement steps.
+Also sweeps K for one bin count and plots precision vs refinement steps. ``--ensemble M``
+executes ACT's temporal ensemble of the last M chunks (see ``evaluation/motor_eval.py``); the
+table is printed for M = 1 (the latest chunk only) and for the given M.
 
-    python hybrid_vla_ros/bench/bench_coarse_to_fine.py --checkpoints <dir with
-        coarse_to_fine_b64, coarse_to_fine_b128, coarse_to_fine_b256> --episodes 30
+    python hybrid_vla_ros/bench/bench_coarse_to_fine.py \
+        --checkpoints hybrid_vla_ros/checkpoints/motor --episodes 100 --ensemble 8
 """
 import argparse
 import json
@@ -26,26 +28,32 @@ def main():
     ap.add_argument('--sweep', default='0,1,2,5,10', help='K values for the plot')
     ap.add_argument('--sweep-bins', type=int, default=64)
     ap.add_argument('--plot', default='docs/precision_vs_refine_steps.png')
+    ap.add_argument('--ensemble', type=int, default=8,
+                    help='temporal ensemble size of the second table and the sweep')
     ap.add_argument('--out', default=None, help='also write the results as JSON')
     a = ap.parse_args()
     torch.set_num_threads(1)
     rows = []
     print(f'reach, {a.episodes} episodes from seed {a.seed}, closed loop, 1 mm tolerance')
-    print('| bins | refinement | median error (mm) | p95 error (mm) | success@1mm | '
+    print('| bins | refinement | ensemble | median error (mm) | p95 error (mm) | success@1mm | '
           'inference p50 (ms) |')
-    print('|---|---|---|---|---|---|')
-    for b in [int(x) for x in a.bins.split(',')]:
-        for k in (0, a.refine_steps):
-            r = evaluate_motor('reach', 'coarse_to_fine', a.episodes, a.seed, bins=b,
-                               refine_steps=k, checkpoints=a.checkpoints, progress=False)
-            rows.append(r)
-            label = 'coarse only' if k == 0 else f'coarse + {k} flow steps'
-            print(f"| {b} | {label} | {r['median_error_mm']:.3f} | {r['p95_error_mm']:.3f} | "
-                  f"{100 * r['success_rate']:.0f}% | {r['inference_ms_p50']:.2f} |", flush=True)
+    print('|---|---|---|---|---|---|---|')
+    for m in sorted({1, a.ensemble}):
+        for b in [int(x) for x in a.bins.split(',')]:
+            for k in (0, a.refine_steps):
+                r = evaluate_motor('reach', 'coarse_to_fine', a.episodes, a.seed, bins=b,
+                                   refine_steps=k, checkpoints=a.checkpoints, progress=False,
+                                   ensemble=m)
+                rows.append(r)
+                label = 'coarse only' if k == 0 else f'coarse + {k} flow steps'
+                print(f"| {b} | {label} | {m} | {r['median_error_mm']:.3f} | "
+                      f"{r['p95_error_mm']:.3f} | {100 * r['success_rate']:.0f}% | "
+                      f"{r['inference_ms_p50']:.2f} |", flush=True)
     sweep = []
     for k in [int(x) for x in a.sweep.split(',')]:
         r = evaluate_motor('reach', 'coarse_to_fine', a.episodes, a.seed, bins=a.sweep_bins,
-                           refine_steps=k, checkpoints=a.checkpoints, progress=False)
+                           refine_steps=k, checkpoints=a.checkpoints, progress=False,
+                           ensemble=a.ensemble)
         sweep.append(r)
         print(f"K={k}: median {r['median_error_mm']:.3f} mm, p95 {r['p95_error_mm']:.3f} mm, "
               f"success {100 * r['success_rate']:.0f}%, {r['inference_ms_p50']:.2f} ms",
@@ -62,7 +70,8 @@ def main():
         ax.set_yscale('log')
         ax.set_xlabel('flow refinement steps K')
         ax.set_ylabel('final tool-point error (mm)')
-        ax.set_title(f'reach, coarse_to_fine {a.sweep_bins} bins, {a.episodes} episodes')
+        ax.set_title(f'reach, coarse_to_fine {a.sweep_bins} bins, ensemble {a.ensemble}, '
+                     f'{a.episodes} episodes', fontsize=9)
         ax.legend()
         fig.tight_layout()
         os.makedirs(os.path.dirname(a.plot) or '.', exist_ok=True)

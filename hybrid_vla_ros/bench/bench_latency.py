@@ -6,6 +6,10 @@ Ours and the lesson's eager reference run in the same process. The headline rows
 forwards, ours vs reference) are timed in alternating blocks of 25 calls, so a load change on
 this shared machine hits both alike; component rows are timed one after the other. Every number is
 a median over ``--iters`` calls after warm-up (CPU; no GPU here, so no CUDA-graph numbers).
+"Ours" is the public ``CoarseToFine.sample`` (validation, fresh noise, NaN/Inf check); on CPU
+``set_capture('whole')`` runs it as the hand-fused numpy/BLAS kernel up to batch 8 (single
+thread: numpy's BLAS pinned to 1 thread) and as the traced TorchScript graph above that (the
+B=32 columns); the traced graph at every batch size is the row below it.
 
     PYTHONPATH=. python bench/bench_latency.py [--iters 300] [--threads 1 2] [--batch 1 32]
 """
@@ -14,6 +18,7 @@ import statistics
 import time
 from typing import Callable, Dict, List
 
+import numpy as np
 import torch
 
 from hybrid_vla_ros.models import CapturedLoop, build_expert
@@ -24,8 +29,9 @@ ENCODER = {'state_dim': 8, 'goal_dim': 8, 'image_feat_dim': 496, 'd_model': 256,
            'hidden_dim': 256, 'n_layers': 1}
 BUDGET_MS = 50.0
 REF_FULL = 'reference: full forward (coarse + 5 refine steps)'
-OURS_FULL = 'ours: full sample, whole graph (validated; hand-fused, traced + frozen)'
-OURS_FULL_10 = 'ours: full sample, whole graph, 10 refinement steps'
+OURS_FULL = 'ours: full sample, whole (validated, fresh noise; numpy/BLAS kernel up to B=8)'
+OURS_FULL_10 = 'ours: full sample, whole, 10 refinement steps'
+OURS_JIT = 'ours: full sample, whole as one traced + frozen TorchScript graph (validated)'
 OURS_EAGER = 'ours: full sample, eager (validated)'
 
 
@@ -89,18 +95,24 @@ def measure(threads: int, b: int, iters: int, c2f, diff, ref) -> Dict[str, float
         whole10 = build_expert('coarse_to_fine', config=c2f.config)
         whole10.load_state_dict(c2f.state_dict())
         whole10.eval().set_capture('whole')
+        jit5 = build_expert('coarse_to_fine', config=c2f.config)
+        jit5.load_state_dict(c2f.state_dict())
+        jit5.host_kernel = False  # the traced + frozen graph instead of the numpy kernel
+        jit5.eval().set_capture('whole')
         c2f.set_capture(None)
         r0 = torch.randn(b, H * D)
+        # Ours draws fresh noise per call, as the reference does (torch.randn_like).
         rows.update(paired_median_ms({
             REF_FULL: lambda: ref(flat),
-            OURS_FULL: lambda: whole5.sample(obs, noise=r0),
-            OURS_FULL_10: lambda: whole10.sample(obs, steps=10, noise=r0),
-            OURS_EAGER: lambda: c2f.sample(obs, noise=r0),
+            OURS_FULL: lambda: whole5.sample(obs),
+            OURS_FULL_10: lambda: whole10.sample(obs, steps=10),
+            OURS_JIT: lambda: jit5.sample(obs),
+            OURS_EAGER: lambda: c2f.sample(obs),
         }, iters))
-        keys, graph = next(iter(whole5._whole.values()))
+        keys, kernel = next(iter(whole5._whole.values()))
         args = [obs[k] for k in keys] + [r0]
-        rows['ours: whole graph call only (no validation)'] = median_ms(
-            lambda: graph(*args), iters)
+        rows['ours: whole call only (no validation, given noise)'] = median_ms(
+            lambda: kernel(*args), iters)
 
         # Components of ours.
         feat, raw = c2f._features(obs)
@@ -153,6 +165,17 @@ def budget_line(rows: Dict[str, float], b: int, threads: int) -> str:
             f'({100 * rows[OURS_FULL] / BUDGET_MS:.1f}%) | {k_max} |')
 
 
+def blas_note() -> str:
+    """numpy's BLAS (the kernel's matmuls), as threadpoolctl reports it."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return f'numpy {np.__version__}'
+    libs = [f"{i.get('internal_api')} {i.get('version')}" for i in threadpool_info()
+            if i.get('user_api') == 'blas' and 'numpy' in i.get('filepath', '')]
+    return f"numpy {np.__version__} BLAS {', '.join(libs) or '?'} (kernel: 1 thread)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--iters', type=int, default=300)
@@ -165,7 +188,8 @@ def main() -> None:
         for b in args.batch:
             results[(threads, b)] = measure(threads, b, args.iters, c2f, diff, ref)
     cols = list(results)
-    print(f'torch {torch.__version__}, CPU, median of {args.iters} calls after warm-up (ms)\n')
+    print(f'torch {torch.__version__}, CPU, median of {args.iters} calls after warm-up (ms); '
+          f'{blas_note()}\n')
     print('| component | ' + ' | '.join(f'B={b}, {t} thr' for t, b in cols) + ' |')
     print('|---|' + '---:|' * len(cols))
     for name in results[cols[0]]:

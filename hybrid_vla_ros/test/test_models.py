@@ -208,6 +208,63 @@ def test_whole_graph_still_rejects_nan_observations():
             model.sample(bad)
 
 
+@pytest.mark.parametrize('extra', [{}, {'trunk_layers': 0, 'refiner_obs_skip': False},
+                                   {'trunk_layers': 2, 'n_layers': 1},
+                                   {'encoder': {'n_layers': 2, 'd_model': 32, 'hidden_dim': 48},
+                                    'n_layers': 3}])
+@pytest.mark.parametrize('steps', [1, 5])
+def test_coarse_to_fine_cpu_kernel_matches_eager(extra, steps):
+    """set_capture('whole') on CPU runs the numpy/BLAS kernel; it matches eager at batch 1
+    (its one-hot fast path) and at batch 3, for every encoder / trunk / refiner layout."""
+    from hybrid_vla_ros.models.captured import HostCoarseToFine
+    model = build_expert('coarse_to_fine', **{**SMALL, **extra})
+    data = smooth_dataset(64)
+    train(model, data, steps=5)
+    model.eval()
+    for b in (1, 3):
+        obs = obs_of(data, slice(0, b))
+        noise = torch.randn(b, H * D, generator=torch.Generator().manual_seed(b))
+        model.set_capture(None)
+        eager, eager_coarse = model.sample(obs, steps=steps, noise=noise, return_coarse=True)
+        model.set_capture('whole')
+        refined, coarse = model.sample(obs, steps=steps, noise=noise, return_coarse=True)
+        assert isinstance(next(iter(model._whole.values()))[1], HostCoarseToFine)
+        assert torch.allclose(refined, eager, atol=1e-5, rtol=0)
+        assert torch.allclose(coarse, eager_coarse, atol=1e-6, rtol=0)
+        again = model.sample(obs, steps=steps, noise=noise)  # static buffers reused
+        assert torch.equal(again, refined) and not again.requires_grad
+
+
+def test_coarse_to_fine_fast_path_noise_and_nan_at_batch_1():
+    """Batch 1 through the CPU kernel: fresh noise per call (the same draws as torch.randn),
+    and a NaN/Inf in any observation key or in given noise raises, never returns actions."""
+    model = build_expert('coarse_to_fine', encoder={'image_feat_dim': 12, 'd_model': 32},
+                         hidden_dim=64)
+    data = smooth_dataset(16)
+    data['image_feat'] = torch.randn(16, 12)
+    train(model, data, steps=2)
+    model.set_capture('whole')
+    obs = obs_of(data, slice(0, 1))
+    torch.manual_seed(7)
+    first, second = model.sample(obs), model.sample(obs)
+    assert not torch.equal(first, second)  # fresh noise each call
+    torch.manual_seed(7)
+    assert torch.equal(first, model.sample(obs, noise=torch.randn(1, H * D)))
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert torch.equal(model.sample(obs, generator=g1),
+                       model.sample(obs, noise=torch.randn(1, H * D, generator=g2)))
+    for key in ('state', 'goal', 'image_feat'):
+        for value in (float('nan'), float('inf')):
+            bad = dict(obs, **{key: obs[key].clone()})
+            bad[key][0, 1] = value
+            with pytest.raises(ValueError, match=f"'{key}' contains NaN/Inf"):
+                model.sample(bad)
+    with pytest.raises(ValueError, match='noise contains NaN/Inf'):
+        model.sample(obs, noise=torch.full((1, H * D), float('nan')))
+    with torch.enable_grad():  # sample is no-grad whatever the caller's mode
+        assert not model.sample(obs).requires_grad
+
+
 def test_token_whole_graph_matches_eager():
     model = small('token')
     data = smooth_dataset(64)

@@ -9,8 +9,13 @@ import torch
 
 from hybrid_vla_ros.hierarchy.subgoal_progress import SubgoalProgress
 from hybrid_vla_ros.models.registry import build_expert
-from hybrid_vla_ros.motor.features import (GOAL_DIM, GOAL_DIM_LOG, WaypointTracker, goal_features,
-                                           log_error_for)
+from hybrid_vla_ros.motor.features import (
+    GOAL_DIM,
+    GOAL_DIM_LOG,
+    WaypointTracker,
+    goal_features,
+    log_error_for,
+)
 from hybrid_vla_ros.motor.policy import MotorPolicy
 
 torch.set_num_threads(1)
@@ -177,3 +182,51 @@ def test_mu_law_bins_round_trip_and_are_fine_near_zero_motion():
     assert (near[..., :7].abs()[small] < 2e-3 * scale[small]).all()
     with pytest.raises(ValueError, match='mu_law'):
         build_expert('token', mu_law=10.0, delta_actions=False)
+
+
+def test_temporal_ensemble_averages_what_past_chunks_predicted_for_now():
+    from hybrid_vla_ros.evaluation.motor_eval import PolicyDriver
+    torch.manual_seed(0)
+    expert = build_expert('token', horizon=4, n_bins=16,
+                          encoder={'state_dim': 8, 'goal_dim': GOAL_DIM, 'd_model': 16,
+                                   'hidden_dim': 16})
+    policy = MotorPolicy({'token': expert})
+    wp = {'pos': WP[:3].tolist(), 'quat': WP[3:7].tolist(), 'gripper': 0.0}
+    rng = np.random.default_rng(0)
+    obs_list = [{'subgoal_index': 0, 'waypoints': [wp], 'state': rng.normal(size=8) * 0.3,
+                 'tool_pos': np.array([0.4, 0.1, 0.3]), 'tool_quat': WP[3:7].copy()}
+                for _ in range(5)]
+    driver = PolicyDriver(policy, lambda obs: 'token', ensemble=3)
+    chunks, got = [], []
+    for o in obs_list:
+        q, g = driver(o)
+        got.append(np.concatenate([q, [g]]))
+        chunks.append(policy.act('token', o['state'], WP, o['tool_pos'], o['tool_quat'])[0])
+    for t in range(5):
+        past = chunks[max(0, t - 2):t + 1]  # oldest first
+        preds = np.stack([c[len(past) - 1 - i] for i, c in enumerate(past)])
+        w = np.exp(-0.1 * np.arange(len(preds)))
+        want = (preds * w[:, None]).sum(0) / w.sum()
+        want[7] = np.clip(want[7], 0.0, 1.0)
+        assert np.allclose(got[t], want, atol=1e-6)
+    with pytest.raises(ValueError, match='exclude'):
+        PolicyDriver(policy, lambda obs: 'token', ensemble=3, exec_steps=2)
+
+
+def test_mu_law_coarse_to_fine_captured_path_matches_eager():
+    torch.manual_seed(0)
+    e = build_expert('coarse_to_fine', horizon=4, n_bins=32, mu_law=255.0,
+                     encoder={'state_dim': 8, 'goal_dim': GOAL_DIM_LOG, 'd_model': 32,
+                              'hidden_dim': 32})
+    state = torch.randn(64, 8)
+    action = torch.randn(64, 4, 8) * 0.05
+    action[..., :7] += state[:, None, :7]
+    e.fit_normalization({'state': state, 'goal': torch.randn(64, GOAL_DIM_LOG),
+                         'action': action})
+    e.eval()
+    obs = {'state': state[:3], 'goal': torch.randn(3, GOAL_DIM_LOG)}
+    noise = torch.randn(3, 32)
+    e.set_capture(None)
+    eager = e.sample(obs, noise=noise)
+    e.set_capture('whole')
+    assert torch.allclose(e.sample(obs, noise=noise), eager, atol=1e-5)

@@ -3,6 +3,9 @@
 The sub-goals and their waypoints come from the privileged planner (``--levels 1``): this
 measures the motor level alone. The policy re-plans every control step (receding horizon) unless
 ``exec_steps`` > 1, in which case it executes that many steps of each chunk open loop.
+``ensemble`` = m > 1 executes ACT's temporal ensemble instead: the command for this step is the
+weighted mean of what the last m chunks predicted for it (weights exp(-0.1 i), oldest first, as
+in ACT), which averages out step-to-step jitter of the policy near a precise target.
 """
 from typing import Callable, Dict, Optional
 
@@ -19,10 +22,15 @@ class PolicyDriver:
     """
 
     def __init__(self, policy: MotorPolicy, choose: Callable[[dict], str], *,
-                 steps: Optional[int] = None, exec_steps: int = 1, seed: int = 0):
+                 steps: Optional[int] = None, exec_steps: int = 1, seed: int = 0,
+                 ensemble: int = 1):
         import torch
         self.policy, self.choose, self.steps = policy, choose, steps
         self.exec_steps = max(1, int(exec_steps))
+        self.ensemble = max(1, min(int(ensemble), policy.horizon))
+        if self.ensemble > 1 and self.exec_steps > 1:
+            raise ValueError('ensemble and exec_steps > 1 exclude each other')
+        self.history = []  # the last chunks, newest last (temporal ensemble)
         self.tracker = WaypointTracker()
         self.key = None
         self.queue = []
@@ -35,7 +43,7 @@ class PolicyDriver:
         if key != self.key:
             self.tracker.set_waypoints([waypoint_vector(w['pos'], w['quat'], w['gripper'])
                                         for w in obs['waypoints']])
-            self.key, self.queue = key, []
+            self.key, self.queue, self.history = key, [], []
         wp = self.tracker.update(obs['tool_pos'])
         if not self.queue:
             name = self.choose(obs)
@@ -45,13 +53,20 @@ class PolicyDriver:
             self.latencies_ms.append(ms)
             self.experts_used[name] = self.experts_used.get(name, 0) + 1
             self.queue = list(chunk[:self.exec_steps])
+            if self.ensemble > 1:
+                self.history = (self.history + [chunk])[-self.ensemble:]
+                # chunk i steps old predicted this step at its index i; oldest weighs most
+                preds = np.stack([c[len(self.history) - 1 - i]
+                                  for i, c in enumerate(self.history)])
+                w = np.exp(-0.1 * np.arange(len(preds)))
+                self.queue = [(preds * w[:, None]).sum(0) / w.sum()]
         a = self.queue.pop(0)
         return a[:7], float(np.clip(a[7], 0.0, 1.0))
 
 
 def evaluate_motor(task: str, expert: str, episodes: int, seed: int, *, bins=None,
                    refine_steps=None, exec_steps: int = 1, checkpoints: Optional[str] = None,
-                   progress: bool = True, sim=None) -> dict:
+                   progress: bool = True, sim=None, ensemble: int = 1) -> dict:
     """Run ``episodes`` seeded episodes; returns the JSON summary of ``hybrid-vla eval``."""
     from tqdm import tqdm
 
@@ -70,7 +85,7 @@ def evaluate_motor(task: str, expert: str, episodes: int, seed: int, *, bins=Non
     bar = tqdm(range(episodes), desc=f'eval {task}/{expert}', unit='ep', disable=not progress)
     for i in bar:
         driver = PolicyDriver(policy, choose, steps=refine_steps, exec_steps=exec_steps,
-                              seed=seed + i)
+                              seed=seed + i, ensemble=ensemble)
         res = rollout(sim, task, seed + i, policy=driver)
         errors.append(res['error_mm'])
         successes.append(bool(res['success']))
@@ -90,4 +105,6 @@ def evaluate_motor(task: str, expert: str, episodes: int, seed: int, *, bins=Non
         out['bins'] = bins
     if refine_steps is not None:
         out['refine_steps'] = refine_steps
+    if ensemble > 1:
+        out['ensemble'] = ensemble
     return out

@@ -11,7 +11,13 @@ import warnings
 import torch
 from torch import nn
 
-from .captured import BACKENDS, CapturedLoop, SamplerLoop
+from .captured import (
+    BACKENDS,
+    HOST_KERNEL_MAX_BATCH,
+    CapturedLoop,
+    SamplerLoop,
+    _FiniteChecked,
+)
 from .configuration import ExpertConfig
 from .normalization import OBS_KEYS, ActionNormalizer
 from .observation_encoder import ObservationEncoder, validate_observation
@@ -23,6 +29,9 @@ class ActionExpert(nn.Module):
     """Shared plumbing: encoder, action normalisation, validation, captured sampler loops."""
 
     name = 'expert'
+    # set_capture('whole') on CPU: use the module's numpy/BLAS kernel when it has one (False:
+    # always the traced + frozen TorchScript graph).
+    host_kernel = True
 
     def __init__(self, config: ExpertConfig, build_modules: bool = True) -> None:
         super().__init__()
@@ -149,6 +158,9 @@ class ActionExpert(nn.Module):
             self.sampler_loop(steps).prepare()  # the current weights, fused
         graph = self.whole_graph_module(keys, steps)
         args = tuple(obs[k] for k in keys) + (noise,)
+        kernel = self._host_kernel(graph, args, obs, steps)
+        if kernel is not None:
+            return keys, kernel
         was_training, self._tracing = self.training, True
         try:
             with torch.no_grad(), warnings.catch_warnings():
@@ -156,10 +168,39 @@ class ActionExpert(nn.Module):
                 warnings.simplefilter('ignore', DeprecationWarning)
                 warnings.simplefilter('ignore', torch.jit.TracerWarning)
                 traced = torch.jit.trace(nn.Module.train(graph, False), args, check_trace=False)
-                return keys, torch.jit.freeze(traced)
+                frozen = torch.jit.freeze(traced)
+                if getattr(graph, 'finite_outputs', False):  # same contract as the kernel
+                    return keys, _FiniteChecked(frozen)
+                return keys, frozen
         finally:
             self._tracing = False
             nn.Module.train(self, was_training)  # restore without invalidating
+
+    def _host_kernel(self, graph: nn.Module, args: Tuple[torch.Tensor, ...], obs: Batch,
+                     steps: int) -> Optional[Callable]:
+        """The module's CPU kernel (``graph.host_kernel()``) if it has one that matches eager.
+
+        Checked once per (batch size, K) on the first inputs against the eager ``infer``
+        (within 1e-5); None (so the traced graph is used) on CUDA, above
+        ``HOST_KERNEL_MAX_BATCH``, with ``host_kernel = False``, for layouts the kernel does not
+        cover, or on a mismatch.
+        """
+        make = getattr(graph, 'host_kernel', None)
+        if (make is None or not self.host_kernel or args[-1].is_cuda
+                or args[-1].shape[0] > HOST_KERNEL_MAX_BATCH):
+            return None
+        try:
+            kernel = make()
+        except NotImplementedError:
+            return None
+        with torch.no_grad():
+            want = self.infer(obs, args[-1], steps)
+            got = kernel(*args)
+        if all(torch.allclose(g, w, atol=1e-5, rtol=0) for g, w in zip(got, want)):
+            return kernel
+        warnings.warn(f'{self.name}: the CPU kernel does not match eager here; using the '
+                      'traced graph', stacklevel=2)
+        return None
 
     def _device(self) -> torch.device:
         return next(self.parameters()).device

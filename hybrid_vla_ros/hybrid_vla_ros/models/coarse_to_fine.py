@@ -7,6 +7,7 @@ v = x1 - x0 at random t along the straight path (not by regressing the integrate
 Sampling: one parallel token pass, then K Euler steps (the captured loop).
 """
 import copy
+import threading
 from typing import List, Optional, Tuple, Union
 
 import torch
@@ -14,7 +15,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from .action_expert import ActionExpert, Batch
-from .captured import SamplerLoop
+from .captured import HostCoarseToFine, NonFiniteOutputError, SamplerLoop
 from .configuration import CoarseToFineConfig
 from .normalization import ActionNormalizer
 from .observation_encoder import ConditionalChunkMLP, ObservationEncoder
@@ -64,7 +65,7 @@ class CoarseToFine(ActionExpert):
         return SamplerLoop(self.refiner, 'euler', steps)
 
     def whole_graph_module(self, keys: List[str], steps: int) -> nn.Module:
-        if steps == 0:
+        if steps == 0 or self.config.mu_law:  # the hand-fused graph un-normalises affinely
             return super().whole_graph_module(keys, steps)
         return FusedCoarseToFine(self, steps)
 
@@ -94,24 +95,56 @@ class CoarseToFine(ActionExpert):
         v = self.refiner(rt, t, self._cond(feat, raw, coarse))
         return cfg.token_loss_weight * token_loss + F.mse_loss(v, r1 - r0)
 
-    @torch.no_grad()
     def sample(self, obs: Batch, steps: Optional[int] = None, noise: Optional[torch.Tensor] = None,
                generator: Optional[torch.Generator] = None, return_coarse: bool = False
                ) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
         """Observation -> refined absolute chunk (B, H, D) [, coarse chunk (B, H, D)].
 
-        ``steps`` = K refinement steps (0: coarse only); ``noise`` (B, H*D) in bin units.
+        ``steps`` = K refinement steps (0: coarse only); ``noise`` (B, H*D) in bin units
+        (default: fresh N(0, 1) from ``generator``, or torch's global generator).
         """
+        if torch.is_grad_enabled():  # = @torch.no_grad(), without its cost when already off
+            with torch.no_grad():
+                return self.sample(obs, steps, noise, generator, return_coarse)
         cfg = self.config
         k = cfg.steps if steps is None else steps
         fast = self.capture_backend == 'whole' and k > 0  # NaN/Inf checked on the output
         b = self.check_obs(obs, check_finite=not fast)
         if k > 0:
-            noise = self._noise((b, cfg.chunk_size), obs['state'], noise, generator)
-        refined, coarse = self._run_inference(obs, noise if k > 0 else None, k)
-        if fast:
-            self.check_output(obs, refined)
+            if noise is None and fast:
+                noise = self._fresh_noise(b, obs['state'], generator)
+            else:
+                noise = self._noise((b, cfg.chunk_size), obs['state'], noise, generator)
+        try:  # the whole-inference paths raise NonFiniteOutputError instead of returning NaN/Inf
+            refined, coarse = self._run_inference(obs, noise if k > 0 else None, k)
+        except NonFiniteOutputError:
+            self.check_obs(obs)  # raises, naming the observation key at fault
+            if noise is not None and not bool(torch.isfinite(noise).all()):
+                raise ValueError('noise contains NaN/Inf') from None
+            raise ValueError('the expert produced a non-finite action chunk from a finite '
+                             'observation (corrupted weights?)') from None
         return (refined, coarse) if return_coarse else refined
+
+    def _fresh_noise(self, b: int, ref: torch.Tensor, generator: Optional[torch.Generator]
+                     ) -> torch.Tensor:
+        """N(0, 1) noise (b, H*D) drawn in place into a per-thread buffer.
+
+        ``normal_`` gives the same values and generator consumption as ``torch.randn`` without
+        allocating a tensor per call; the buffer is only read within the call (the captured
+        paths copy it), so it never escapes.
+        """
+        tls = self.__dict__.get('_noise_tls')
+        if tls is None:
+            tls = self.__dict__['_noise_tls'] = threading.local()
+        buffers = getattr(tls, 'buffers', None)
+        if buffers is None:
+            buffers = tls.buffers = {}
+        key = (b, ref.dtype, ref.device)
+        buf = buffers.get(key)
+        if buf is None:
+            buf = buffers[key] = torch.empty((b, self.config.chunk_size), dtype=ref.dtype,
+                                             device=ref.device)
+        return buf.normal_(generator=generator)
 
     def infer(self, obs: Batch, noise: Optional[torch.Tensor], steps: int
               ) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -137,8 +170,12 @@ class FusedCoarseToFine(nn.Module):
     computed once; each step is one matmul for (first layer | skip), the hidden layers and one
     fused output matmul; the output bias accumulated over the steps is a constant added once;
     un-normalisation (and delta -> absolute) is two fused multiply-adds. Weights are copied at
-    construction (a snapshot, like every captured path).
+    construction (a snapshot, like every captured path). ``host_kernel()`` is the same maths as
+    a numpy/BLAS CPU kernel (``captured.HostCoarseToFine``), which ``set_capture('whole')``
+    uses on CPU.
     """
+
+    finite_outputs = True  # its captured forms raise NonFiniteOutputError instead of returning NaN
 
     def __init__(self, expert: CoarseToFine, steps: int) -> None:
         super().__init__()
@@ -206,8 +243,13 @@ class FusedCoarseToFine(nn.Module):
             self.off_coarse = off.clone()
             self.res_scale = sc * expert.bin  # residual (bin units) -> action units
             self.off_refined = off + self.res_scale * c
+            self.x_bias = c  # constant part of the last x (HostCoarseToFine folds it)
             self.centres = expert.token.centres.clone()
         self.steps, self.horizon, self.action_dim = steps, cfg.horizon, cfg.action_dim
+
+    def host_kernel(self) -> HostCoarseToFine:
+        """The same maths as a numpy/BLAS CPU kernel (faster than the traced graph at batch 1)."""
+        return HostCoarseToFine(self)
 
     def forward(self, *tensors: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """(state, goal[, image_feat], noise) -> (refined, coarse) absolute (B, H, D)."""

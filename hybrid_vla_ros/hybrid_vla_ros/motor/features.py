@@ -10,8 +10,8 @@ Precision checkpoints (``goal_dim`` = :data:`GOAL_DIM_LOG`) add the position err
 a log scale, sign(e) log(1 + |e| / 0.1 mm) / log(1 + 10 cm / 0.1 mm): 0.05 mm, 1 mm and 10 cm
 become 0.06, 0.35 and 1.0, so every scale of the final approach is an O(0.1..1) input; and the
 orientation error (rotation vector, base frame) on the same kind of log scale (0.1 mrad .. 1 rad):
-a milliradian of tool tilt is invisible in raw quaternion features, yet the expert corrects it. Which layout a
-checkpoint expects follows from its ``encoder.goal_dim`` (:func:`log_error_for`).
+a milliradian of tool tilt is invisible in raw quaternion features, yet the expert corrects it.
+Which layout a checkpoint expects follows from its ``encoder.goal_dim`` (:func:`log_error_for`).
 """
 from typing import Optional, Sequence
 
