@@ -13,6 +13,10 @@ strategic planner (re-planned before every sub-goal, RGB + depth), the tactical 
 waypoints (obstacle from the planner's grounding), and the scripted expert's IK/min-jerk
 joint trajectories as the motor level (not the
 learned motor experts), reporting success rate and median task error per task.
+
+``--vlm DIR`` also times the optional Hugging Face VLM backend (``HFVLMBackend``) from a local
+folder: load time and whole ``plan()`` calls (greedy, ``--vlm-max-new-tokens`` cap; a refused
+answer costs the same pipeline and is counted).
 """
 from __future__ import annotations
 
@@ -115,6 +119,9 @@ def main(argv=None) -> int:
                     help='also run levels 3+2 closed loop on N scenes per task')
     ap.add_argument('--held-out', action='store_true',
                     help='closed loop with held-out phrasings')
+    ap.add_argument('--vlm', type=Path, default=None, metavar='DIR',
+                    help='also time the HF VLM backend loaded from this local folder')
+    ap.add_argument('--vlm-max-new-tokens', type=int, default=256)
     args = ap.parse_args(argv)
 
     import torch
@@ -183,6 +190,25 @@ def main(argv=None) -> int:
     res['tactical_waypoints'] = _time(lambda: tactical.waypoints(sgs[k['i'] % len(sgs)], obs),
                                       args.repeats * 3)
     sim.close()
+    if args.vlm is not None:
+        from hybrid_vla_ros.planning.vlm_backend import HFVLMBackend
+        t0 = time.perf_counter()
+        vlm = HFVLMBackend(args.vlm, max_new_tokens=args.vlm_max_new_tokens)
+        res['vlm_load_s'] = round(time.perf_counter() - t0, 2)
+        vplanner = StrategicPlanner(planner.grounding, vlm, vision, text)
+        tokens = []
+
+        def vlm_plan():
+            _, img, cam, instr, _ = nxt()
+            try:
+                vplanner.plan(instr, img, cam)
+            except PlanningError:
+                k['vlm_refusals'] = k.get('vlm_refusals', 0) + 1
+            tokens.append(vlm.last_timing_ms.get('new_tokens', 0))
+
+        res['vlm_plan'] = _time(vlm_plan, max(3, args.repeats // 6), warmup=1)
+        res['vlm_new_tokens_mean'] = round(sum(tokens) / max(1, len(tokens)), 1)
+        res['vlm_refusals'] = k.get('vlm_refusals', 0)
     strat_budget, tact_budget = 1000.0, 200.0
     res['strategic_1hz_ok_with_2x_margin'] = \
         res['strategic_plan_uncached']['p99_ms'] < strat_budget / 2

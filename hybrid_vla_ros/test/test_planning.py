@@ -321,6 +321,31 @@ def test_llm_backend_output_is_parsed_or_refused():
     assert len(conf) == len(steps)
 
 
+def test_paraphrase_augmentation_never_uses_held_out_phrasings_or_words():
+    """The decoder's training paraphrases are generated without the held-out phrasings: no
+    held-out phrasing and no word that only a held-out phrasing uses ever appears."""
+    import re
+
+    from hybrid_vla_ros.planning.paraphrase import GRAMMAR, forbidden_words, paraphrases
+    from hybrid_vla_ros.sim.tasks import get_task
+    bad = forbidden_words()
+    assert {'drop', 'grab', 'crown', 'bottom'} <= bad and not bad & {'put', 'pad', 'the'}
+    assert set(GRAMMAR) == set(TASKS)
+    for task in TASKS:
+        t = get_task(task)
+        for seed in range(15):
+            fields = t.phrase_fields(t.sample(seed))
+            held = {p.format(**fields) for p in t.held_out_phrases}
+            texts = paraphrases(task, fields, 12, seed)
+            assert len(texts) == 12 and len(set(texts)) == 12
+            assert texts == paraphrases(task, fields, 12, seed)     # seeded
+            for text in texts:
+                assert text not in held
+                assert not set(re.findall('[a-z]+', text)) & bad, text
+                for v in fields.values():           # the scene's colours are named
+                    assert v.split()[0] in text, (text, fields)
+
+
 def test_replan_on_new_instruction_failure_or_period():
     from hybrid_vla_ros.planning.strategic_planner import ReplanTrigger
     r = ReplanTrigger(period=1.0)

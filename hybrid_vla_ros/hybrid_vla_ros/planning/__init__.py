@@ -4,8 +4,9 @@
   camera_info)`` -> ``skills.Plan`` (validated, grounded sub-goals)
 - ``tactical_planner.TacticalPlanner.from_checkpoint(dir).waypoints(subgoal, observation)``
   -> list of ``Waypoint(pos, quat, gripper, time_from_start)``
-- ``skills.validate_plan`` / ``llm_backend.parse_llm_plan``: every backend's output is checked
-  against the skill allow-list and the scene's objects (``PlanningError`` otherwise)
+- ``skills.validate_plan`` / ``llm_backend.parse_llm_plan``: every backend's output (trained
+  heads, ``llm_backend.LLMBackend``, ``vlm_backend.HFVLMBackend``) is checked against the skill
+  allow-list and the scene's objects (``PlanningError`` otherwise)
 - ``training.train_strategic`` / ``train_tactical`` / ``evaluate_planner``; CLI in ``cli``.
 
 Submodules are imported on demand (the backbones pull in transformers).

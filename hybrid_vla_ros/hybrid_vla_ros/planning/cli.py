@@ -19,6 +19,7 @@ def _default_out() -> Path:
 
 
 DEFAULT_OUT = _default_out()
+DEFAULT_PARAPHRASES = 12   # keep in step with training.train_strategic
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -37,10 +38,13 @@ def _common(p: argparse.ArgumentParser) -> None:
 def add_strategic_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``hybrid-vla train strategic``."""
     _common(parser)
-    parser.add_argument('--epochs-decoder', type=int, default=25)
+    parser.add_argument('--epochs-decoder', type=int, default=12)
     parser.add_argument('--epochs-grounding', type=int, default=35)
     parser.add_argument('--token-dropout', type=float, default=0.3,
                         help='share of instruction tokens hidden from the decoder in training')
+    parser.add_argument('--paraphrases', type=int, default=DEFAULT_PARAPHRASES,
+                        help='programmatic paraphrases per scene added to the decoder data '
+                             '(planning/paraphrase.py; never held-out phrasings or words)')
 
 
 def run_strategic(args) -> int:
@@ -51,7 +55,7 @@ def run_strategic(args) -> int:
     res = train_strategic(args.out, episodes=args.episodes, seed=args.seed,
                           epochs_decoder=args.epochs_decoder,
                           epochs_grounding=args.epochs_grounding,
-                          token_dropout=args.token_dropout,
+                          token_dropout=args.token_dropout, paraphrases=args.paraphrases,
                           tasks=tuple(args.tasks.split(',')), progress=not args.no_progress,
                           cache_dir=args.cache_dir)
     print(json.dumps({'out': res['out'], 'seconds': round(res['seconds'], 1),

@@ -100,14 +100,19 @@ _EXAMPLE = [
     {'skill': 'release', 'object': 'red cube'}, {'skill': 'retreat', 'object': 'red cube'}]
 
 
+def system_prompt(scene_objects=None) -> str:
+    """The planner's task statement: JSON-only answer, the allow-listed skills and the allowed
+    objects (the scene's, or the whole vocabulary). Shared by the LLM and VLM backends."""
+    objects = sorted(scene_objects) if scene_objects else list(object_vocabulary())
+    return ('You are a robot task planner. Answer ONLY with a JSON list of steps. Each step is '
+            '{"skill": S, "object": O} with an optional "reference" (where to place). '
+            f'Allowed skills: {", ".join(SKILL_ALLOW_LIST)}. Allowed objects: '
+            f'{", ".join(objects)}.')
+
+
 def build_prompt(instruction: str, scene_objects=None) -> list:
     """Chat messages asking for the JSON sub-goal list (one worked example)."""
-    objects = sorted(scene_objects) if scene_objects else list(object_vocabulary())
-    system = ('You are a robot task planner. Answer ONLY with a JSON list of steps. Each step is '
-              '{"skill": S, "object": O} with an optional "reference" (where to place). '
-              f'Allowed skills: {", ".join(SKILL_ALLOW_LIST)}. Allowed objects: '
-              f'{", ".join(objects)}.')
-    return [{'role': 'system', 'content': system},
+    return [{'role': 'system', 'content': system_prompt(scene_objects)},
             {'role': 'user', 'content': 'put the red cube on the blue pad'},
             {'role': 'assistant', 'content': json.dumps(_EXAMPLE)},
             {'role': 'user', 'content': 'move the gripper to the green marker'},

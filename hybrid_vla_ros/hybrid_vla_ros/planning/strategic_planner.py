@@ -5,7 +5,8 @@ Pipeline (every backend shares steps 2-4, so all outputs are validated the same 
 1. a *step proposer* turns the instruction (and image features) into symbolic steps
    (allow-listed skill, object, place reference): the default ``HeadsBackend`` is a small trained
    transformer decoder on frozen all-MiniLM-L6-v2 token embeddings + the pooled frozen
-   EfficientNet-Lite0 image vector; ``llm_backend.LLMBackend`` prompts a local LLM for JSON;
+   EfficientNet-Lite0 image vector; ``llm_backend.LLMBackend`` prompts a local LLM for JSON,
+   ``vlm_backend.HFVLMBackend`` shows the image to a local Hugging Face VLM for JSON;
 2. ``validate_steps`` checks them against the allow-list and the object vocabulary;
 3. the ``GroundingHead`` (a small trained CenterNet-style head on the frozen stride-4
    EfficientNet features + a light RGB stem) locates every named object in the image: a
@@ -24,6 +25,7 @@ import json
 import math
 from pathlib import Path
 import time
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -289,6 +291,9 @@ class DecoderConfig:
     max_steps: int = MAX_STEPS
     max_tokens: int = MAX_TOKENS
     use_image: bool = True
+    slot_pointer: bool = True
+    # checkpoints written before a field existed load with these values
+    LEGACY_DEFAULTS: ClassVar[dict] = {'slot_pointer': False}
 
 
 class SubgoalDecoder(nn.Module):
@@ -297,6 +302,11 @@ class SubgoalDecoder(nn.Module):
     Learned step queries (``max_steps + 1``) and role-attribute queries (A/B colour and shape,
     pad colour) attend to the frozen MiniLM token embeddings (B, T, 384) and one token of the
     pooled frozen image vector (B, 1280); each step query classifies a step token (incl. <eos>).
+    With ``slot_pointer`` each role-attribute query also *points* at one instruction token
+    (attention over the token embeddings) and a token-level head reads the colour / shape class
+    from that token's raw MiniLM embedding: which word fills a slot is decided by the context,
+    what the word says by the word itself, so a colour is read the same way wherever the
+    sentence puts it.
     """
 
     def __init__(self, cfg: DecoderConfig = DecoderConfig()) -> None:
@@ -316,6 +326,11 @@ class SubgoalDecoder(nn.Module):
         self.step_head = nn.Linear(d, len(STEP_TOKENS))
         self.color_head = nn.Linear(d, len(COLOR_CLASSES))
         self.shape_head = nn.Linear(d, len(SHAPE_CLASSES))
+        if cfg.slot_pointer:
+            self.slot_query = nn.Linear(d, d)
+            self.slot_key = nn.Linear(TEXT_DIM, d)
+            self.token_color_head = nn.Linear(TEXT_DIM, len(COLOR_CLASSES))
+            self.token_shape_head = nn.Linear(TEXT_DIM, len(SHAPE_CLASSES))
 
     def forward(self, tokens: torch.Tensor, mask: torch.Tensor, sentence: torch.Tensor,
                 image: torch.Tensor) -> dict:
@@ -331,9 +346,15 @@ class SubgoalDecoder(nn.Module):
         h = self.norm(self.decoder(q, mem, memory_key_padding_mask=~keep))
         n = self.config.max_steps + 1
         roles = h[:, n:]
-        return {'steps': self.step_head(h[:, :n]),
-                'colors': self.color_head(roles[:, [0, 2, 4]]),
-                'shapes': self.shape_head(roles[:, [1, 3]])}
+        colors = self.color_head(roles[:, [0, 2, 4]])
+        shapes = self.shape_head(roles[:, [1, 3]])
+        if self.config.slot_pointer:
+            att = self.slot_query(roles) @ self.slot_key(tokens).transpose(1, 2)
+            att = att.masked_fill(~mask.bool()[:, None], float('-inf'))
+            picked = (att / math.sqrt(att.shape[-1])).softmax(-1) @ tokens   # (B, 5, 384)
+            colors = colors + self.token_color_head(picked[:, [0, 2, 4]])
+            shapes = shapes + self.token_shape_head(picked[:, [1, 3]])
+        return {'steps': self.step_head(h[:, :n]), 'colors': colors, 'shapes': shapes}
 
     @torch.no_grad()
     def decode(self, text: TextFeatures, image: ImageFeatures | None) -> tuple:
@@ -490,6 +511,24 @@ class HeadsBackend:
         return tokens_to_steps(tokens, attrs), confs
 
 
+BACKENDS = ('heads', 'llm', 'hf_vlm')
+
+
+def make_backend(name: str, model_path: str | Path | None = None,
+                 max_new_tokens: int | None = None):
+    """An optional step proposer by name: ``'llm'`` -> ``LLMBackend(model_path)`` (default:
+    the SmolLM2 GGUF), ``'hf_vlm'`` -> ``HFVLMBackend(model_path)`` (a local VLM folder).
+    (``'heads'`` needs a checkpoint: use ``StrategicPlanner.from_checkpoint``.)"""
+    kw = {} if max_new_tokens is None else {'max_new_tokens': int(max_new_tokens)}
+    if name == 'llm':
+        from .llm_backend import LLMBackend
+        return LLMBackend(model_path, **kw)
+    if name == 'hf_vlm':
+        from .vlm_backend import HFVLMBackend
+        return HFVLMBackend(model_path, **kw)
+    raise ValueError(f'unknown planner backend {name!r}; expected one of {list(BACKENDS)}')
+
+
 def _save_module(module: nn.Module, cfg, path: Path, kind: str, extra: dict | None = None):
     from safetensors.torch import save_file
     path.mkdir(parents=True, exist_ok=True)
@@ -506,7 +545,7 @@ def _load_module(cls, cfg_cls, path: Path, kind: str):
         raise FileNotFoundError(f'no {kind} checkpoint in {path} (need {f.name} and {j.name}); '
                                 'train one with `hybrid-vla train strategic --out DIR`')
     meta = json.loads(j.read_text())
-    module = cls(cfg_cls(**meta['config']))
+    module = cls(cfg_cls(**{**getattr(cfg_cls, 'LEGACY_DEFAULTS', {}), **meta['config']}))
     module.load_state_dict(load_file(str(f)))
     return module.eval(), meta
 
@@ -549,7 +588,9 @@ class StrategicPlanner:
     """Level-3 planner: ``plan(instruction, image, camera_info) -> Plan``.
 
     ``backend``: an object with ``propose(instruction, text_features, image_features) ->
-    (steps, confidences)``; None = the trained ``HeadsBackend`` from the checkpoint.
+    (steps, confidences)``; None = the trained ``HeadsBackend`` from the checkpoint. A backend
+    with ``uses_image = True`` (the VLM) gets the raw (H, W, 3) image instead of the frozen
+    features, and the ``scene_objects`` keyword.
     """
 
     def __init__(self, grounding: GroundingHead, backend=None, vision=None, text=None,
@@ -565,12 +606,19 @@ class StrategicPlanner:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path = DEFAULT_CHECKPOINT, backend=None,
-                        **kwargs) -> StrategicPlanner:
+                        model_path: str | Path | None = None,
+                        max_new_tokens: int | None = None, **kwargs) -> StrategicPlanner:
+        """Planner with the checkpoint's grounding head and a step proposer: ``backend`` = None
+        or ``'heads'`` (the checkpoint's trained decoder), ``'llm'`` (``LLMBackend``; optional
+        ``model_path``: GGUF file or HF folder), ``'hf_vlm'`` (``HFVLMBackend``; ``model_path``
+        = the local VLM folder, required) or any object with ``propose``."""
         path = Path(path)
         grounding, _ = _load_module(GroundingHead, GroundingConfig, path, 'grounding')
-        if backend is None:
+        if backend is None or backend == 'heads':
             decoder, _ = _load_module(SubgoalDecoder, DecoderConfig, path, 'decoder')
             backend = HeadsBackend(decoder)
+        elif isinstance(backend, str):
+            backend = make_backend(backend, model_path, max_new_tokens)
         return cls(grounding, backend, **kwargs)
 
     # ----------------------------------------------------------------- grounding
@@ -635,7 +683,11 @@ class StrategicPlanner:
         t1 = time.perf_counter()
         text = self.text.encode(instruction)
         t2 = time.perf_counter()
-        steps, confs = self.backend.propose(instruction, text, feats)
+        if getattr(self.backend, 'uses_image', False):   # e.g. a VLM: the raw camera image
+            steps, confs = self.backend.propose(instruction, text, np.asarray(image),
+                                                scene_objects=scene_objects)
+        else:
+            steps, confs = self.backend.propose(instruction, text, feats)
         steps = validate_steps(steps, scene_objects)
         t3 = time.perf_counter()
         names = {s.object for s in steps} | {s.reference for s in steps if s.reference}

@@ -306,6 +306,53 @@ def _text_arrays(texts) -> tuple:
     return tok, mask, sent
 
 
+def _recolor(fields: dict, attrs: dict, perm: dict) -> tuple:
+    """Phrase fields and role attributes with every colour renamed by ``perm``."""
+    def name(v):
+        words = v.split()
+        return ' '.join([perm.get(words[0], words[0])] + words[1:])
+    return ({k: name(v) for k, v in fields.items()},
+            {k: (perm.get(v, v) if k.endswith('_color') else v) for k, v in attrs.items()})
+
+
+def augment_samples(data: dict, per_image: int, seed: int = 0,
+                    recolor: float = 0.75) -> list:
+    """Decoder samples of ``data`` plus ``per_image`` programmatic paraphrases of each scene's
+    instruction (``paraphrase.paraphrases``: never a held-out phrasing or held-out-only word)
+    with the scene's labels (a third as many for tasks whose instruction names no object
+    colour: reach, detour, multimodal). In a share ``recolor`` of the paraphrases that name
+    colours, the colours are consistently renamed in the text *and* the role labels (a random
+    permutation): the colours of a slot must then be read from the words, not recalled from the
+    image, and every sentence shape meets every colour combination. Returns a new list."""
+    from .paraphrase import paraphrases
+    from .skills import COLORS
+    samples = list(data['samples'])
+    if per_image <= 0:
+        return samples
+    labels = {}
+    for s in samples:
+        labels.setdefault(s['image'], (s['tokens'], s['attrs']))
+    for k, ep in enumerate(data['episodes']):
+        if k not in labels:
+            continue
+        task = get_task(ep['task'])
+        fields = task.phrase_fields(task.sample(ep['seed']))
+        tokens, attrs = labels[k]
+        rng = np.random.default_rng([seed, ep['seed'], sum(map(ord, ep['task'])), 17])
+        # scenes whose instruction names colours (pick_place, stack) are where slot binding
+        # is learnt: they get the full count, the others (fixed wording) a third of it
+        n = per_image if fields else max(1, per_image // 3)
+        for j in range(n):
+            f, a = fields, attrs
+            if fields and rng.uniform() < recolor:
+                perm = dict(zip(COLORS, (str(c) for c in rng.permutation(COLORS))))
+                f, a = _recolor(fields, attrs, perm)
+            seed_j = (seed * 1_000_003 + ep['seed']) * 64 + j
+            for text in paraphrases(ep['task'], f, 1, seed_j):
+                samples.append({'image': k, 'text': text, 'tokens': tokens, 'attrs': a})
+    return samples
+
+
 def _strategic_tensors(data: dict) -> dict:
     """Frozen features + label tensors for a strategic dataset."""
     vb = shared_vision()
@@ -400,12 +447,13 @@ def decoder_loss(dec: SubgoalDecoder, T: dict, idx, train: bool = False,
     0.15 and 0 in a leave-two-training-templates-out validation, the official held-out
     phrasings were not used for that choice)."""
     ti, ii = T['text_index'][idx], T['image_index'][idx]
-    mask = T['mask'][ti]
+    n_tok = int(T['mask'][ti].sum(1).max())       # trim the padding the whole batch shares
+    mask = T['mask'][ti, :n_tok]
     if train and token_dropout > 0:
         keep = torch.rand(mask.shape) >= token_dropout
         keep[:, 0] = True   # always keep [CLS]
         mask = mask & keep
-    out = dec(T['tok'][ti].float(), mask, T['sent'][ti], T['pooled'][ii])
+    out = dec(T['tok'][ti, :n_tok].float(), mask, T['sent'][ti], T['pooled'][ii])
     ce = nn.functional.cross_entropy
     l_steps = ce(out['steps'].flatten(0, 1), T['steps'][idx].flatten())
     l_attr = ce(out['colors'].flatten(0, 1), T['colors'][idx].flatten()) + \
@@ -478,15 +526,16 @@ def _split_images(n_images: int, val_fraction: float, seed: int) -> tuple:
     return perm[n_val:], perm[:n_val]
 
 
-def train_strategic(out_dir, episodes: int = 60, seed: int = 0, epochs_decoder: int = 25,
+def train_strategic(out_dir, episodes: int = 60, seed: int = 0, epochs_decoder: int = 12,
                     epochs_grounding: int = 35, batch_size: int = 64,
                     grounding_batch: int = 8, lr: float = 1e-3, grounding_lr: float = 2e-3,
                     val_fraction: float = 0.1, cache_dir=None, token_dropout: float = 0.3,
-                    tasks=STRATEGIC_TASKS, progress: bool = True,
+                    tasks=STRATEGIC_TASKS, progress: bool = True, paraphrases: int = 12,
                     decoder_config: DecoderConfig | None = None,
                     grounding_config: GroundingConfig | None = None) -> dict:
     """Train the sub-goal decoder and the grounding head on ``episodes`` scenes per task
-    (seeds ``seed*10000 + [0, episodes)``, training phrasings only). Writes
+    (seeds ``seed*10000 + [0, episodes)``, training phrasings only, plus ``paraphrases``
+    programmatic paraphrases per scene for the decoder, see ``augment_samples``). Writes
     ``decoder.{safetensors,json}`` and ``grounding.{safetensors,json}`` into ``out_dir``."""
     decoder_config = decoder_config or DecoderConfig()
     grounding_config = grounding_config or GroundingConfig()
@@ -496,6 +545,7 @@ def train_strategic(out_dir, episodes: int = 60, seed: int = 0, epochs_decoder: 
     t0 = time.perf_counter()
     data = _cached(_cache_dir(cache_dir) / f'strategic_s{seed}_n{episodes}_{"-".join(tasks)}',
                    lambda: generate_strategic_data(seeds, tasks, progress=progress))
+    data = {**data, 'samples': augment_samples(data, paraphrases, seed)}
     T = _strategic_tensors(data)
     t_data = time.perf_counter() - t0
     n_img = len(data['images'])
@@ -511,7 +561,8 @@ def train_strategic(out_dir, episodes: int = 60, seed: int = 0, epochs_decoder: 
     seed_everything(seed)
     dec = SubgoalDecoder(decoder_config)
     meta_d = {'kind': 'decoder', 'config': asdict(decoder_config), 'episodes': episodes,
-              'seed': seed, 'tasks': list(tasks), 'token_dropout': token_dropout}
+              'seed': seed, 'tasks': list(tasks), 'token_dropout': token_dropout,
+              'paraphrases': paraphrases}
     res_d = _train_loop('decoder', dec,
                         lambda idx, tr: decoder_loss(dec, T, idx, tr, token_dropout),
                         len(order) - n_val_s, n_val_s, out, epochs_decoder, batch_size, lr,
