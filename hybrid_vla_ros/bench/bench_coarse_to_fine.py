@@ -30,11 +30,14 @@ def main():
     ap.add_argument('--plot', default='docs/precision_vs_refine_steps.png')
     ap.add_argument('--ensemble', type=int, default=8,
                     help='temporal ensemble size of the second table and the sweep')
+    ap.add_argument('--temperature', type=float, default=None,
+                    help='refiner start-noise temperature (default: the expert\'s, 1)')
     ap.add_argument('--out', default=None, help='also write the results as JSON')
     a = ap.parse_args()
     torch.set_num_threads(1)
     rows = []
-    print(f'reach, {a.episodes} episodes from seed {a.seed}, closed loop, 1 mm tolerance')
+    print(f'reach, {a.episodes} episodes from seed {a.seed}, closed loop, 1 mm tolerance, '
+          f'refiner temperature {1.0 if a.temperature is None else a.temperature}')
     print('| bins | refinement | ensemble | median error (mm) | p95 error (mm) | success@1mm | '
           'inference p50 (ms) |')
     print('|---|---|---|---|---|---|---|')
@@ -43,7 +46,7 @@ def main():
             for k in (0, a.refine_steps):
                 r = evaluate_motor('reach', 'coarse_to_fine', a.episodes, a.seed, bins=b,
                                    refine_steps=k, checkpoints=a.checkpoints, progress=False,
-                                   ensemble=m)
+                                   ensemble=m, temperature=a.temperature)
                 rows.append(r)
                 label = 'coarse only' if k == 0 else f'coarse + {k} flow steps'
                 print(f"| {b} | {label} | {m} | {r['median_error_mm']:.3f} | "
@@ -53,7 +56,7 @@ def main():
     for k in [int(x) for x in a.sweep.split(',')]:
         r = evaluate_motor('reach', 'coarse_to_fine', a.episodes, a.seed, bins=a.sweep_bins,
                            refine_steps=k, checkpoints=a.checkpoints, progress=False,
-                           ensemble=a.ensemble)
+                           ensemble=a.ensemble, temperature=a.temperature)
         sweep.append(r)
         print(f"K={k}: median {r['median_error_mm']:.3f} mm, p95 {r['p95_error_mm']:.3f} mm, "
               f"success {100 * r['success_rate']:.0f}%, {r['inference_ms_p50']:.2f} ms",

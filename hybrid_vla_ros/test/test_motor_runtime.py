@@ -230,3 +230,18 @@ def test_mu_law_coarse_to_fine_captured_path_matches_eager():
     eager = e.sample(obs, noise=noise)
     e.set_capture('whole')
     assert torch.allclose(e.sample(obs, noise=noise), eager, atol=1e-5)
+
+
+def test_refiner_temperature_zero_starts_at_the_coarse_chunk():
+    torch.manual_seed(0)
+    e = build_expert('coarse_to_fine', horizon=4, n_bins=32,
+                     encoder={'state_dim': 8, 'goal_dim': GOAL_DIM, 'd_model': 32,
+                              'hidden_dim': 32}).eval()
+    e.set_capture('whole')
+    obs = {'state': torch.randn(1, 8), 'goal': torch.randn(1, GOAL_DIM)}
+    a, b = e.sample(obs), e.sample(obs)
+    assert not torch.allclose(a, b)  # temperature 1: fresh noise each call
+    e.temperature = 0.0
+    a, b = e.sample(obs), e.sample(obs)
+    assert torch.equal(a, b)
+    assert torch.allclose(a, e.sample(obs, noise=torch.zeros(1, 32)), atol=1e-6)

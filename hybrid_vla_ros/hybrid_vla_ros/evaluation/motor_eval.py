@@ -66,7 +66,8 @@ class PolicyDriver:
 
 def evaluate_motor(task: str, expert: str, episodes: int, seed: int, *, bins=None,
                    refine_steps=None, exec_steps: int = 1, checkpoints: Optional[str] = None,
-                   progress: bool = True, sim=None, ensemble: int = 1) -> dict:
+                   progress: bool = True, sim=None, ensemble: int = 1,
+                   temperature: Optional[float] = None) -> dict:
     """Run ``episodes`` seeded episodes; returns the JSON summary of ``hybrid-vla eval``."""
     from tqdm import tqdm
 
@@ -80,6 +81,12 @@ def evaluate_motor(task: str, expert: str, episodes: int, seed: int, *, bins=Non
         policy = MotorPolicy.from_checkpoints(
             {expert: motor_checkpoint(expert, bins, checkpoints)})
         choose = (lambda obs: expert)  # noqa: E731
+    if temperature is not None:
+        if expert != 'coarse_to_fine':
+            raise ValueError('--temperature applies to the coarse_to_fine expert')
+        if temperature < 0:
+            raise ValueError(f'--temperature must be >= 0, got {temperature}')
+        policy.experts[expert].temperature = float(temperature)
     sim = sim or ArmSim()
     errors, successes, lat, used = [], [], [], {}
     bar = tqdm(range(episodes), desc=f'eval {task}/{expert}', unit='ep', disable=not progress)
@@ -107,4 +114,6 @@ def evaluate_motor(task: str, expert: str, episodes: int, seed: int, *, bins=Non
         out['refine_steps'] = refine_steps
     if ensemble > 1:
         out['ensemble'] = ensemble
+    if temperature is not None:
+        out['temperature'] = temperature
     return out

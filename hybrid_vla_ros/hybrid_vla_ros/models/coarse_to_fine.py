@@ -44,6 +44,9 @@ class CoarseToFine(ActionExpert):
                                            config.hidden_dim, config.n_layers, config.time_dim,
                                            skip_init=-1.0)
         self.bin = 2.0 / config.n_bins  # bin width in normalised units
+        # Sampling temperature of the refiner's start noise (a runtime setting, not trained):
+        # 1 = the training distribution; 0 = start at the coarse chunk itself (deterministic).
+        self.temperature = 1.0
 
     @property
     def encoder(self) -> ObservationEncoder:
@@ -101,7 +104,8 @@ class CoarseToFine(ActionExpert):
         """Observation -> refined absolute chunk (B, H, D) [, coarse chunk (B, H, D)].
 
         ``steps`` = K refinement steps (0: coarse only); ``noise`` (B, H*D) in bin units
-        (default: fresh N(0, 1) from ``generator``, or torch's global generator).
+        (default: fresh N(0, 1) from ``generator``, or torch's global generator, times
+        ``self.temperature``).
         """
         if torch.is_grad_enabled():  # = @torch.no_grad(), without its cost when already off
             with torch.no_grad():
@@ -111,8 +115,10 @@ class CoarseToFine(ActionExpert):
         fast = self.capture_backend == 'whole' and k > 0  # NaN/Inf checked on the output
         b = self.check_obs(obs, check_finite=not fast)
         if k > 0:
-            if noise is None and fast:
+            if noise is None and (fast or self.temperature != 1.0):
                 noise = self._fresh_noise(b, obs['state'], generator)
+                if self.temperature != 1.0:
+                    noise.mul_(self.temperature)
             else:
                 noise = self._noise((b, cfg.chunk_size), obs['state'], noise, generator)
         try:  # the whole-inference paths raise NonFiniteOutputError instead of returning NaN/Inf
