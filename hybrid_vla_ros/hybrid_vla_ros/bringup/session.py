@@ -35,10 +35,19 @@ class GraphSession:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, timeout: float = 90.0) -> 'GraphSession':
+        try:
+            return self._start(timeout)
+        except BaseException:  # never leave the graph running when the start fails
+            self.stop()
+            raise
+
+    def _start(self, timeout: float) -> 'GraphSession':
+        from diagnostic_msgs.msg import DiagnosticArray
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
-        from sensor_msgs.msg import Image, JointState
+        from sensor_msgs.msg import Image, JointState, TimeReference
         from std_msgs.msg import String
+        from std_srvs.srv import Trigger
 
         from hybrid_vla_msgs.msg import ActionChunk, SubGoalList, WaypointArray
         from hybrid_vla_msgs.srv import SetTask
@@ -58,6 +67,9 @@ class GraphSession:
         self.latest = {}
         self.frames: List = []
         self.chunk_latency_ms: List[float] = []
+        self.chunk_inference: List = []  # (expert, inference_ms) per chunk, as chunk_latency_ms
+        self.command_latency_ms: List[float] = []
+        self.rate_counters: Dict[str, Dict[str, float]] = {}
         self.plan = None
         n = self.node
         n.create_subscription(JointState, '/joint_states', self._keep('js'), SENSOR)
@@ -66,8 +78,12 @@ class GraphSession:
         n.create_subscription(WaypointArray, 'waypoints', self._keep('waypoints'), COMMAND)
         n.create_subscription(ActionChunk, 'action_chunk', self._on_chunk, COMMAND)
         n.create_subscription(String, 'ground_truth/task_status', self._on_status, 10)
+        n.create_subscription(TimeReference, 'chunk_executor/command_observation',
+                              self._on_command_stamp, COMMAND)
+        n.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 50)
         self.pub_instruction = n.create_publisher(String, 'instruction', COMMAND)
         self.set_task = n.create_client(SetTask, '/sim_arm/set_task')
+        self.reset_executor = n.create_client(Trigger, 'chunk_executor/reset')
         self.wait(lambda: 'js' in self.latest and 'image' in self.latest
                   and self.set_task.service_is_ready()
                   and self._subscribed('instruction', 'strategic_planner')
@@ -89,7 +105,8 @@ class GraphSession:
     def stop(self) -> None:
         if self.node is not None:
             import rclpy
-            self.executor.shutdown()
+            if getattr(self, 'executor', None) is not None:
+                self.executor.shutdown()
             self.node.destroy_node()
             rclpy.try_shutdown(context=self.context)
             self.node = None
@@ -138,6 +155,28 @@ class GraphSession:
         pub = Time.from_msg(msg.header.stamp).nanoseconds
         if obs > 0:
             self.chunk_latency_ms.append((pub - obs) * 1e-6)
+            self.chunk_inference.append((msg.expert, float(msg.inference_ms)))
+
+    def _on_command_stamp(self, msg) -> None:
+        from rclpy.time import Time
+        obs = Time.from_msg(msg.time_ref).nanoseconds
+        if obs > 0:
+            self.command_latency_ms.append((Time.from_msg(msg.header.stamp).nanoseconds - obs)
+                                           * 1e-6)
+
+    def _on_diagnostics(self, msg) -> None:
+        from hybrid_vla_ros.nodes.rate_monitor import parse_rate_values
+        for st in msg.status:
+            values = parse_rate_values(st.values)
+            if values:
+                self.rate_counters[st.name.split(':')[0]] = values
+
+    def rate_snapshot(self, fresh: float = 1.2) -> Dict[str, Dict[str, float]]:
+        """The nodes' cumulative rate counters (:mod:`rate_monitor`), after spinning ``fresh``
+        seconds so every node's 1 Hz diagnostics is current."""
+        self.rate_counters.clear()
+        self.spin(fresh)
+        return {k: dict(v) for k, v in self.rate_counters.items()}
 
     def _on_status(self, msg) -> None:
         try:
@@ -175,6 +214,10 @@ class GraphSession:
         res = fut.result()
         if not res.success:
             raise ValueError(res.message)
+        if self.reset_executor.service_is_ready():  # hold the reset arm where it now is
+            from std_srvs.srv import Trigger
+            done = self.reset_executor.call_async(Trigger.Request())
+            self.wait(done.done, 10.0, 'the executor reset')
         self.latest.pop('status', None)
         self.wait(lambda: self.latest.get('status', {}).get('seed') == seed, 10.0,
                   'the reset scene')
@@ -187,6 +230,8 @@ class GraphSession:
         default = self.reset(task, seed)
         instruction = instruction or default
         self.chunk_latency_ms.clear()
+        self.chunk_inference.clear()
+        self.command_latency_ms.clear()
         self.on_event(f'{task} (seed {seed}): {instruction!r}')
         t0 = time.monotonic()
         self.plan = None  # the latched plan of the previous episode is not this one's

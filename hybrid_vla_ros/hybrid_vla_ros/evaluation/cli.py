@@ -22,6 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='K sampler steps (0 = coarse only for coarse_to_fine)')
     parser.add_argument('--exec-steps', type=int, default=1,
                         help='chunk steps executed per inference (default 1: receding horizon)')
+    parser.add_argument('--ensemble', type=int, default=1, metavar='M',
+                        help='temporal ensemble of the last M chunks (ACT); 1 = latest chunk')
+    parser.add_argument('--temperature', type=float, default=None,
+                        help='coarse_to_fine: scale of the refiner start noise (0 = start at '
+                             'the coarse chunk; default 1)')
     parser.add_argument('--levels', type=int, default=1, choices=[1, 2, 3],
                         help='1: privileged plan + motor; 2: strategic planner + motor; '
                              '3: strategic + tactical + motor')
@@ -30,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--checkpoints', default=None, help='folder of motor checkpoints')
     parser.add_argument('--ros', action='store_true',
                         help='run through the launched ROS 2 node graph')
+    parser.add_argument('--ros-set', action='append', default=[], metavar='NODE:PARAM=VALUE',
+                        help='with --ros: override a node parameter of the graph, e.g. '
+                             'motor_policy:realtime_priority=0 (repeatable)')
 
 
 def run(args) -> int:
@@ -37,8 +45,12 @@ def run(args) -> int:
         raise ValueError('--episodes must be > 0')
     if args.expert is None:
         args.expert = 'coarse_to_fine' if args.levels == 1 and not args.ros else 'router'
+    if args.ros_set and not args.ros:
+        raise ValueError('--ros-set needs --ros')
     if args.ros:
+        from hybrid_vla_ros.bringup.launch_command import parse_overrides
         from hybrid_vla_ros.evaluation.ros_eval import evaluate_ros
+        args.ros_overrides = parse_overrides(args.ros_set)
         result = evaluate_ros(args)
     elif args.levels == 1:
         if args.instructions:
@@ -46,7 +58,8 @@ def run(args) -> int:
         from hybrid_vla_ros.evaluation.motor_eval import evaluate_motor
         result = evaluate_motor(args.task, args.expert, args.episodes, args.seed,
                                 bins=args.bins, refine_steps=args.refine_steps,
-                                exec_steps=args.exec_steps, checkpoints=args.checkpoints)
+                                exec_steps=args.exec_steps, checkpoints=args.checkpoints,
+                                ensemble=args.ensemble, temperature=args.temperature)
     else:
         from hybrid_vla_ros.evaluation.hierarchy_eval import evaluate_hierarchy
         result = evaluate_hierarchy(args)

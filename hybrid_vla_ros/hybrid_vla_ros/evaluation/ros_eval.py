@@ -1,11 +1,26 @@
 """``hybrid-vla eval --ros``: the same evaluation through the launched ROS 2 graph.
 
 Instructions go in on the ``instruction`` topic; the outcome is read from the sim's
-evaluation-only ``ground_truth/task_status``; latency is joint state -> action chunk, from the
-message stamps.
+evaluation-only ``ground_truth/task_status``. Timing, all from message stamps / node clocks:
+
+* ``latency_ms``: joint state -> action chunk at the motor (``ActionChunk.header.stamp`` -
+  ``observation_stamp``: the DDS hop from the plant, parsing, inference, message building).
+* ``obs_to_command_ms``: joint state -> the first controller command published from the chunk
+  computed from it (the executor's ``~/command_observation``: stamp of the command publish -
+  the observation stamp): both hops, inference and the executor's wait.
+* ``rates``: per level, the achieved rate and the deadline-miss fraction over the whole
+  evaluation, from the nodes' cumulative counters in ``/diagnostics``. The deadline
+  (:mod:`hybrid_vla_ros.nodes.rate_monitor`): a period of ``T = 1 / target_hz`` is missed when
+  the gap between consecutive outputs exceeds 1.5 T (``round(gap / T) - 1`` periods missed, at
+  least 1) or the work of a cycle took longer than T; ``deadline_miss`` = missed / periods;
+  idle spells (no plan or waypoints yet) are not counted. ``max_gap_ms`` is over each node's
+  life. Levels: ``strategic_planner`` (1 Hz plan re-publish), ``tactical_planner`` (5 Hz
+  waypoints), ``motor_policy`` (20 Hz chunks), ``chunk_executor`` (100 Hz commands),
+  ``sim_arm`` (100 Hz joint states, the plant).
 """
 import os
 import tempfile
+import time
 
 import numpy as np
 
@@ -24,25 +39,82 @@ def evaluate_ros(args) -> dict:
     overrides = {'sim_arm': {'task': args.task, 'seed': args.seed}}
     if args.expert != 'router':
         overrides['expert_router'] = {'fixed_expert': args.expert}
+    extra = getattr(args, 'ros_overrides', None) or {}
+    for node, values in extra.items():
+        overrides.setdefault(node, {}).update(values)
     log_dir = tempfile.mkdtemp(prefix='hybrid_vla_eval_ros_')
-    rows, latencies = [], []
+    rows, latencies, command_latencies, inference = [], [], [], []
+    load = [os.getloadavg()[0]]
+    t_start = time.monotonic()
     with GraphSession(overrides=overrides, log_dir=log_dir,
                       on_event=lambda m: print(m, flush=True)) as session:
+        before = session.rate_snapshot()
         for i in range(args.episodes):
             seed = args.seed + i
             text = phrasings[i % len(phrasings)] if phrasings else task.instruction(seed)
-            r = session.run_episode(args.task, seed, text,
-                                    timeout=task.max_steps * 0.05 * 2 + 10)
+            try:
+                r = session.run_episode(args.task, seed, text,
+                                        timeout=task.max_steps * 0.05 * 2 + 10)
+            except TimeoutError as e:  # no plan answered the instruction: a failed episode
+                print(f'  episode failed: {e}', flush=True)
+                status = session.latest.get('status', {})
+                r = {'success': bool(status.get('success', False)) and
+                     status.get('seed') == seed,
+                     'error_mm': float(status.get('error_mm', float('nan'))),
+                     'subgoals': 0, 'subgoals_done': 0, 'timeout': True}
             latencies += session.chunk_latency_ms
+            inference += session.chunk_inference
+            command_latencies += session.command_latency_ms
             rows.append(r)
+            load.append(os.getloadavg()[0])
+        after = session.rate_snapshot()
     e = np.array([r['error_mm'] for r in rows])
-    lat = np.asarray(latencies or [np.nan])
     return {'task': args.task, 'expert': args.expert, 'levels': 3, 'ros': True,
             'episodes': args.episodes, 'seed': args.seed,
             'success_rate': float(np.mean([r['success'] for r in rows])),
-            'median_error_mm': float(np.median(e)), 'p95_error_mm': float(np.percentile(e, 95)),
+            'median_error_mm': float(np.nanmedian(e)),
+            'p95_error_mm': float(np.nanpercentile(e, 95)),
+            'episodes_without_plan': sum(bool(r.get('timeout')) for r in rows),
             'subgoals_completed': float(np.mean([r['subgoals_done'] / max(1, r['subgoals'])
                                                  for r in rows])),
-            'latency_ms': {'p50': float(np.median(lat)), 'p90': float(np.percentile(lat, 90)),
-                           'p99': float(np.percentile(lat, 99))},
+            'latency_ms': percentiles(latencies),
+            'latency_by_expert_ms': by_expert(latencies, inference),
+            'obs_to_command_ms': percentiles(command_latencies),
+            'rates': rate_table(before, after),
+            'deadline': 'missed period: gap between outputs > 1.5/target_hz, or the work of a '
+                        'cycle > 1/target_hz; deadline_miss = missed / periods',
+            'loadavg_1min': {'min': min(load), 'max': max(load)},
+            'wall_s': round(time.monotonic() - t_start, 1),
+            'graph_overrides': extra,
             'logs': os.path.join(log_dir, 'graph.log')}
+
+
+def percentiles(values) -> dict:
+    v = np.asarray(values if len(values) else [np.nan], dtype=float)
+    return {'n': len(values), 'p50': float(np.median(v)), 'p90': float(np.percentile(v, 90)),
+            'p99': float(np.percentile(v, 99)), 'max': float(np.max(v))}
+
+
+def by_expert(latencies, inference) -> dict:
+    """Per expert: joint state -> chunk latency, its inference part (``inference_ms`` in the
+    message) and the rest (DDS hop from the plant, executor dispatch, pre/post-processing)."""
+    out = {}
+    for name in sorted({e for e, _ in inference}):
+        idx = [i for i, (e, _) in enumerate(inference) if e == name]
+        lat = np.array([latencies[i] for i in idx])
+        inf = np.array([inference[i][1] for i in idx])
+        out[name] = {'n': len(idx), 'latency': percentiles(lat), 'inference': percentiles(inf),
+                     'other': percentiles(lat - inf)}
+    return out
+
+
+def rate_table(before: dict, after: dict) -> dict:
+    """Per level: the rate/deadline summary of the counters' growth between two snapshots."""
+    from hybrid_vla_ros.nodes.rate_monitor import summarize
+    out = {}
+    for name, end in sorted(after.items()):
+        start = before.get(name, {})
+        delta = {k: end.get(k, 0.0) - start.get(k, 0.0) for k in end}
+        delta['max_gap_ms'] = end.get('max_gap_ms')
+        out[name] = summarize(end.get('target_hz', float('nan')), delta)
+    return out

@@ -64,16 +64,22 @@ class ChunkStream:
     :param chunk_timeout: no new chunk for this long (upstream dead or stalled) -> hold (s).
     :param heartbeat_timeout: if > 0, a heartbeat (e.g. an operator's dead-man switch) must
         arrive at least this often, else hold (s). 0 disables the heartbeat requirement.
+    :param resync_tolerance: if > 0 and the measured position is further than this (rad, any
+        joint) from the last command, the command restarts from the measured position (the arm
+        was moved by something else, e.g. a simulator reset or a collision): the executor then
+        holds / moves on from where the arm is instead of dragging it back. 0 disables.
     """
 
     def __init__(self, joint_names: Sequence[str], limits: ExecutorLimits, *,
                  blend_time: float = 0.05, chunk_timeout: float = 0.3,
-                 heartbeat_timeout: float = 0.0):
+                 heartbeat_timeout: float = 0.0, resync_tolerance: float = 0.0):
         self.joint_names = list(joint_names)
         self.limits = limits
         self.blend_time = float(blend_time)
         self.chunk_timeout = float(chunk_timeout)
         self.heartbeat_timeout = float(heartbeat_timeout)
+        self.resync_tolerance = float(resync_tolerance)
+        self.n_resyncs = 0
         self.current: Optional[Chunk] = None
         self.switch_time = -np.inf
         self.last_cmd: Optional[np.ndarray] = None
@@ -154,6 +160,13 @@ class ChunkStream:
             g = np.full(H, self.last_grip)
         return Chunk(float(t0), float(step), p, np.clip(g, 0.0, 1.0), float(now), expert)
 
+    def clear(self) -> None:
+        """Forget the chunks and the last command: the next tick holds at the measured position
+        it is given (after the arm was moved by something else, e.g. a simulator reset)."""
+        self.current = self.blend_from = self.last_cmd = self.last_tick = None
+        self.switch_time = -np.inf
+        self.hold_reason = 'no chunk yet'
+
     def heartbeat(self, now: float) -> None:
         self.last_heartbeat = now
 
@@ -174,6 +187,10 @@ class ChunkStream:
         """
         dt = 0.0 if self.last_tick is None else max(0.0, now - self.last_tick)
         self.last_tick = now
+        if self.resync_tolerance > 0 and self.last_cmd is not None and measured is not None \
+                and np.max(np.abs(np.asarray(measured) - self.last_cmd)) > self.resync_tolerance:
+            self.last_cmd = np.clip(measured, self.limits.lower, self.limits.upper)
+            self.n_resyncs += 1
         c = self.current
         if self.estop:
             return self._hold('e-stop', measured)

@@ -5,7 +5,17 @@ rate publishes either the forward position controller's command or a one-point J
 the joint trajectory controller (``command_interface``), plus the gripper controller's command.
 The logic (blending, limits, holding) is :class:`ChunkStream`; this node converts messages.
 ``estop`` (std_msgs/Bool, True = stop) and an optional ``heartbeat`` (std_msgs/Empty, required
-when ``heartbeat_timeout`` > 0) make it hold position.
+when ``heartbeat_timeout`` > 0) make it hold position. ``~/reset`` (std_srvs/Trigger) drops
+the chunks and holds at the first joint state stamped after the call (for a plant that was
+reset, e.g. the simulator between evaluation episodes: never drag it back to the old pose).
+
+With ``command_on_chunk`` (default true) a new chunk is commanded at once (and the controller
+timer re-phased to it) instead of waiting up to one controller period for the next tick.
+For each chunk, ``~/command_observation`` (sensor_msgs/TimeReference) carries the stamp of the
+first command published from it (``header.stamp``, taken right after the publish call returned)
+and the joint-state stamp the chunk was computed from (``time_ref``): observation -> command
+latency from message stamps. ``/diagnostics`` carries the tick rate and deadline counters
+(:mod:`rate_monitor`).
 """
 import time
 
@@ -13,8 +23,9 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 import numpy as np
 from rclpy.node import Node
 from rclpy.time import Time
-from sensor_msgs.msg import JointState
+from sensor_msgs.msg import JointState, TimeReference
 from std_msgs.msg import Bool, Empty, Float64MultiArray
+from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from hybrid_vla_msgs.msg import ActionChunk
@@ -23,6 +34,7 @@ from hybrid_vla_ros.nodes.conversions import arm_state
 from hybrid_vla_ros.nodes.node_main import run_node
 from hybrid_vla_ros.nodes.parameters import describe as _d
 from hybrid_vla_ros.nodes.qos import COMMAND, LATCHED, SENSOR
+from hybrid_vla_ros.nodes.rate_monitor import RateMonitor, rate_values
 from hybrid_vla_ros.sim.description import joint_limits, urdf_string, xacro_path
 
 
@@ -54,6 +66,11 @@ class ChunkExecutorNode(Node):
         heartbeat = p('heartbeat_timeout', 0.0,
                       _d('hold if no heartbeat for this long (s); 0 = not required')).value
         vscale = p('velocity_scale', 1.0, _d('fraction of URDF velocity limits allowed')).value
+        resync = p('resync_tolerance', 0.3, _d(
+            'measured further than this (rad) from the last command: restart the command '
+            'from the measured position (sim reset, collision); 0 = off')).value
+        self.command_on_chunk = p('command_on_chunk', True, _d(
+            'command a new chunk at once and re-phase the controller timer to it')).value
         if self.interface not in ('forward', 'trajectory'):
             raise ValueError(f"command_interface={self.interface!r}: expected 'forward' or "
                              "'trajectory'")
@@ -70,12 +87,19 @@ class ChunkExecutorNode(Node):
             velocity=vscale * np.array([limits[j]['velocity'] for j in self.joint_names]))
         self.finger_open = float(limits[self.gripper_joint]['upper'])
         self.stream = ChunkStream(self.joint_names, lim, blend_time=blend,
-                                  chunk_timeout=timeout, heartbeat_timeout=heartbeat)
+                                  chunk_timeout=timeout, heartbeat_timeout=heartbeat,
+                                  resync_tolerance=resync)
         self.measured = None
+        self.min_js_stamp = 0  # ns; joint states older than a reset are ignored
         self.obs_stamp = None
+        self.obs_expert = ''
         self.latencies_ms = []
         self.ticks = []
         self._last_hold = None
+        self.monitor = RateMonitor(self.rate)
+        self._cmd = Float64MultiArray()
+        self._grip = Float64MultiArray(data=[0.0])
+        self._stamp_msg = TimeReference(source='chunk')
 
         if self.interface == 'forward':
             self.pub_cmd = self.create_publisher(Float64MultiArray, forward_topic, COMMAND)
@@ -83,11 +107,13 @@ class ChunkExecutorNode(Node):
             self.pub_cmd = self.create_publisher(JointTrajectory, traj_topic, COMMAND)
         self.pub_grip = self.create_publisher(Float64MultiArray, grip_topic, COMMAND)
         self.pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.pub_stamp = self.create_publisher(TimeReference, '~/command_observation', COMMAND)
         self.create_subscription(ActionChunk, 'action_chunk', self.on_chunk, COMMAND)
         self.create_subscription(JointState, js_topic, self.on_joint_state, SENSOR)
         self.create_subscription(Bool, 'estop', self.on_estop, LATCHED)
         self.create_subscription(Empty, 'heartbeat', self.on_heartbeat, SENSOR)
-        self.create_timer(1.0 / self.rate, self.on_tick)
+        self.create_service(Trigger, '~/reset', self.on_reset)
+        self.timer = self.create_timer(1.0 / self.rate, self.on_tick)
         self.create_timer(1.0, self.on_diagnostics)
 
     def now(self) -> float:
@@ -102,11 +128,26 @@ class ChunkExecutorNode(Node):
                                   step=msg.step.sec + msg.step.nanosec * 1e-9, now=now,
                                   expert=msg.expert)
             self.obs_stamp = msg.observation_stamp
+            self.obs_expert = msg.expert
         except ChunkRejectedError as e:
             self.get_logger().error(f'rejected action chunk from {msg.expert or "?"}: {e}',
                                     throttle_duration_sec=1.0)
+            return
+        if self.command_on_chunk:
+            self.on_tick()
+            self.timer.reset()  # the next tick one period after this command
+
+    def on_reset(self, request, response):
+        self.stream.clear()
+        self.measured, self.obs_stamp = None, None
+        self.min_js_stamp = self.get_clock().now().nanoseconds
+        self.get_logger().info('reset: chunks dropped; holding at the next joint state')
+        response.success, response.message = True, 'chunks dropped'
+        return response
 
     def on_joint_state(self, msg: JointState) -> None:
+        if Time.from_msg(msg.header.stamp).nanoseconds < self.min_js_stamp:
+            return  # measured before a reset
         try:
             q = arm_state(msg, self.joint_names, self.gripper_joint, self.finger_open)[:-1]
         except ValueError as e:
@@ -125,24 +166,37 @@ class ChunkExecutorNode(Node):
         t0 = time.perf_counter()
         q, g = self.stream.tick(self.now(), self.measured)
         if q is None:
+            self.monitor.idle()
             return  # nothing known yet: command nothing
-        if self.stream.hold_reason != self._last_hold:
-            if self.stream.hold_reason:
+        kind = self.stream.hold_reason.split(' for ')[0]  # not the growing stale time
+        if kind != self._last_hold:  # log when the reason changes, not on every tick
+            if kind:
                 self.get_logger().warning(f'holding position: {self.stream.hold_reason}')
-            self._last_hold = self.stream.hold_reason
+            self._last_hold = kind
         if self.interface == 'forward':
-            self.pub_cmd.publish(Float64MultiArray(data=q.tolist()))
+            self._cmd.data = q.tolist()
+            self.pub_cmd.publish(self._cmd)
         else:
             traj = JointTrajectory(joint_names=self.joint_names)
             pt = JointTrajectoryPoint(positions=q.tolist())
             pt.time_from_start.nanosec = int(1e9 / self.rate)
             traj.points.append(pt)
             self.pub_cmd.publish(traj)
-        self.pub_grip.publish(Float64MultiArray(data=[self.finger_open * (1.0 - g)]))
+        sent = self.get_clock().now()
+        self._grip.data[0] = self.finger_open * (1.0 - g)
+        self.pub_grip.publish(self._grip)
         if self.obs_stamp is not None and not self.stream.hold_reason:
-            self.latencies_ms.append((self.now() - _sec(self.obs_stamp)) * 1e3)
-            self.obs_stamp = None  # observation -> first command of its chunk
-        self.ticks.append((time.perf_counter() - t0) * 1e3)
+            # observation -> first command of its chunk
+            self.latencies_ms.append((sent.nanoseconds - Time.from_msg(
+                self.obs_stamp).nanoseconds) * 1e-6)
+            self._stamp_msg.header.stamp = sent.to_msg()
+            self._stamp_msg.time_ref = self.obs_stamp
+            self._stamp_msg.source = self.obs_expert
+            self.pub_stamp.publish(self._stamp_msg)
+            self.obs_stamp = None
+        work = time.perf_counter() - t0
+        self.monitor.tick(sent.nanoseconds * 1e-9, work)
+        self.ticks.append(work * 1e3)
 
     def on_diagnostics(self) -> None:
         st = DiagnosticStatus(name='chunk_executor', hardware_id='arm')
@@ -154,7 +208,8 @@ class ChunkExecutorNode(Node):
             ('rate_hz', len(self.ticks)), ('obs_to_command_p50_ms', f'{np.median(lat):.2f}'),
             ('obs_to_command_p99_ms', f'{np.percentile(lat, 99):.2f}'),
             ('rejected_chunks', self.stream.n_rejected),
-            ('velocity_clamped_ticks', self.stream.n_clamped))]
+            ('velocity_clamped_ticks', self.stream.n_clamped),
+            ('resyncs', self.stream.n_resyncs))] + rate_values(self.monitor)
         arr = DiagnosticArray(status=[st])
         arr.header.stamp = self.get_clock().now().to_msg()
         self.pub_diag.publish(arr)

@@ -1,11 +1,16 @@
 """``motor_policy``: the selected action expert on the latest waypoints + joint state.
 
-Subscribes ``/joint_states``, ``waypoints`` and ``expert``; at ``rate`` Hz (on the first joint
-state of each period, so the chunk starts from the freshest observation) publishes an
-``action_chunk`` whose stamp is the time of its first step and whose ``observation_stamp`` is
-the joint state it was computed from. Publishes nothing (so the executor holds) while the joint
-state is missing/stale/invalid or there are no waypoints. The predicted tool path goes to
-``predicted_path`` (nav_msgs/Path) and ``markers`` for rviz; inference time to ``/diagnostics``.
+Subscribes ``/joint_states``, ``waypoints`` and ``expert``; at ``rate`` Hz (event-driven: on the
+first joint state of each period, so the chunk starts from the freshest observation; the periods
+are phase-locked, not re-started at each act, so 20 Hz stays 20 Hz on 100 Hz joint states)
+publishes an ``action_chunk`` whose stamp is the time of its first step and whose
+``observation_stamp`` is the joint state it was computed from. Publishes nothing (so the
+executor holds) while the joint state is missing/stale/invalid or there are no waypoints (none
+yet, or none for ``waypoint_timeout`` s: the tactical level re-publishes them at 5 Hz while a
+sub-goal is active, so its silence means the plan is over or the level is gone). The
+predicted tool path goes to ``predicted_path`` (nav_msgs/Path) and ``markers`` for rviz at
+``viz_rate`` Hz (after the chunk is out); inference time and the rate/deadline counters
+(:mod:`rate_monitor`) to ``/diagnostics``.
 """
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -24,6 +29,7 @@ from hybrid_vla_ros.nodes.conversions import arm_state, robot_kinematics
 from hybrid_vla_ros.nodes.node_main import run_node
 from hybrid_vla_ros.nodes.parameters import describe as _d
 from hybrid_vla_ros.nodes.qos import COMMAND, LATCHED, SENSOR
+from hybrid_vla_ros.nodes.rate_monitor import RateMonitor, rate_values
 
 
 def pose_vector(pose) -> tuple:
@@ -50,6 +56,12 @@ class MotorPolicyNode(Node):
         steps = p('refine_steps', -1, _d('K sampler steps; -1 = checkpoint default')).value
         self.step_s = p('chunk_step', 0.05, _d('seconds between chunk steps')).value
         self.state_timeout = p('state_timeout', 0.25, _d('joint state older = stale (s)')).value
+        self.wp_timeout = p('waypoint_timeout', 0.5, _d(
+            'no waypoints for this long (s) = no task: stop acting; 0 = never')).value
+        viz_rate = p('viz_rate', 5.0, _d('predicted path / marker rate for rviz (Hz); 0 = off'
+                                       )).value
+        self.viz_period = 1.0 / viz_rate if viz_rate > 0 else float('inf')
+        self.last_viz = -1.0
         self.steps = None if steps < 0 else int(steps)
         if self.expert not in experts:
             raise ValueError(f'default_expert {self.expert!r} is not in experts {experts}')
@@ -59,6 +71,7 @@ class MotorPolicyNode(Node):
         self.finger_open = 0.04
         self.tracker = WaypointTracker()
         self.subgoal_id = ''
+        self.wp_time = -1.0
         self.js = None
         self.js_stamp = None
         self.inference_ms = []
@@ -73,7 +86,16 @@ class MotorPolicyNode(Node):
         self.create_subscription(WaypointArray, 'waypoints', self.on_waypoints, COMMAND)
         self.create_subscription(ExpertSelection, 'expert', self.on_expert, LATCHED)
         self.period = 1.0 / self.rate
-        self.last_act = -1.0
+        self.next_due = -1.0
+        # act on a joint state up to this much before the period's due time (joint states come
+        # at the plant's rate, with jitter): without it a 20 Hz policy on 100 Hz joint states
+        # would skip to the 6th state whenever the 5th arrives a hair early
+        self.slack = 0.2 * self.period
+        self.monitor = RateMonitor(self.rate)
+        self._chunk_msg = ActionChunk(joint_names=self.joint_names)
+        self._chunk_msg.header.frame_id = self.base_frame
+        self._chunk_msg.step.sec = int(self.step_s)
+        self._chunk_msg.step.nanosec = int(round((self.step_s % 1) * 1e9))
         self.create_timer(1.0, self.on_diagnostics)
         self.get_logger().info(f'motor_policy: experts {experts} on {device}, {self.rate} Hz')
 
@@ -90,8 +112,11 @@ class MotorPolicyNode(Node):
         # Act on the first joint state after each period: the chunk then starts from the
         # freshest observation (no sampling delay between the state and the inference).
         now = self.now()
-        if now - self.last_act >= self.period:
-            self.last_act = now
+        if now >= self.next_due - self.slack:
+            # phase-locked periods; after a stall, re-start from now instead of bursting
+            self.next_due = self.next_due + self.period
+            if self.next_due < now:
+                self.next_due = now + self.period
             self.on_tick()
 
     def on_waypoints(self, msg: WaypointArray) -> None:
@@ -106,6 +131,7 @@ class MotorPolicyNode(Node):
             self.get_logger().error(f'rejected waypoints for {msg.subgoal_id!r}: {e}')
             return
         self.subgoal_id = msg.subgoal_id
+        self.wp_time = self.now()
 
     def on_expert(self, msg: ExpertSelection) -> None:
         if msg.expert not in self.policy.experts:
@@ -117,7 +143,10 @@ class MotorPolicyNode(Node):
         self.expert = msg.expert
 
     def on_tick(self) -> None:
-        if self.js is None or not self.tracker.waypoints:
+        t_start = self.now()
+        if self.js is None or not self.tracker.waypoints or (
+                self.wp_timeout > 0 and t_start - self.wp_time > self.wp_timeout):
+            self.monitor.idle()
             return
         age = self.now() - Time.from_msg(self.js_stamp).nanoseconds * 1e-9
         if age > self.state_timeout:
@@ -134,11 +163,9 @@ class MotorPolicyNode(Node):
             self.errors += 1
             self.get_logger().error(f'no chunk: {e}', throttle_duration_sec=1.0)
             return
-        msg = ActionChunk(expert=self.expert, joint_names=self.joint_names,
-                          horizon=len(chunk))
-        msg.header.stamp = self.get_clock().now().to_msg()
-        msg.header.frame_id = self.base_frame
-        msg.step.sec, msg.step.nanosec = int(self.step_s), int((self.step_s % 1) * 1e9)
+        msg = self._chunk_msg  # pre-allocated: publish() serializes it before returning
+        msg.header.stamp = self.get_clock().now().to_msg()  # the chunk is ready
+        msg.expert, msg.horizon = self.expert, len(chunk)
         msg.positions = chunk[:, :7].ravel().tolist()
         msg.gripper = np.clip(chunk[:, 7], 0.0, 1.0).tolist()
         msg.coarse = [] if coarse is None else coarse[:, :7].astype(float).ravel().tolist()
@@ -147,9 +174,13 @@ class MotorPolicyNode(Node):
         msg.inference_ms = float(ms)
         msg.observation_stamp = stamp
         self.pub_chunk.publish(msg)
+        now = self.now()
+        self.monitor.tick(now, now - t_start)
         self.inference_ms.append(ms)
         self.published += 1
-        self._publish_prediction(chunk, msg.header.stamp)
+        if now - self.last_viz >= self.viz_period:
+            self.last_viz = now
+            self._publish_prediction(chunk, msg.header.stamp)
 
     def _publish_prediction(self, chunk, stamp) -> None:
         path = Path()
@@ -180,7 +211,7 @@ class MotorPolicyNode(Node):
         st.values = [KeyValue(key=k, value=str(v)) for k, v in (
             ('rate_hz', self.published), ('inference_ms_p50', f'{np.median(ms):.2f}'),
             ('inference_ms_p99', f'{np.percentile(ms, 99):.2f}'), ('expert', self.expert),
-            ('subgoal_id', self.subgoal_id), ('errors', self.errors))]
+            ('subgoal_id', self.subgoal_id), ('errors', self.errors))] + rate_values(self.monitor)
         arr = DiagnosticArray(status=[st])
         arr.header.stamp = self.get_clock().now().to_msg()
         self.pub_diag.publish(arr)

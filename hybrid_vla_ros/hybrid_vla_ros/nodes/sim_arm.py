@@ -10,8 +10,21 @@ Ground truth for evaluation only: ``ground_truth/objects`` (MarkerArray),
 ``ground_truth/tool_pose`` and ``ground_truth/task_status`` (JSON: success, error_mm).
 Services ``~/reset`` (std_srvs/Trigger) and ``~/set_task``
 (hybrid_vla_msgs/SetTask).
+
+The 100 Hz physics tick (step, publish ``/joint_states``) is the plant's control path and never
+waits for the camera: with ``camera_thread`` (default true) the camera timer only snapshots the
+simulation state (``mj_copyData``, ~0.03 ms) and a worker thread at normal priority (SCHED_OTHER
+even when the node runs SCHED_FIFO) renders RGB + depth from the snapshot (MuJoCo releases
+the GIL while rendering) and publishes them, stamped with the snapshot's time. A frame still
+rendering when the next is due is skipped (counted in diagnostics). The ground truth of a
+camera tick is computed with its snapshot and published after its images (as without the
+thread), so a client that saw the status of a reset (``ground_truth/task_status``) already has
+a camera image of the reset scene; a frame snapshotted before a reset is dropped, never
+published after it.
 """
 import json
+import os
+import threading
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -30,6 +43,7 @@ from hybrid_vla_ros.image_bridge import cv2_to_imgmsg
 from hybrid_vla_ros.nodes.node_main import run_node
 from hybrid_vla_ros.nodes.parameters import describe as _d
 from hybrid_vla_ros.nodes.qos import COMMAND, SENSOR
+from hybrid_vla_ros.nodes.rate_monitor import RateMonitor, rate_values
 from hybrid_vla_ros.sim.arm_sim import FINGER_JOINTS, FINGER_OPEN, ArmSim
 from hybrid_vla_ros.sim.controller_interfaces import (
     CommandError,
@@ -65,6 +79,8 @@ class SimArmNode(Node):
                                _d('also publish camera/depth/image_raw (32FC1, m)')).value
         self.publish_gt = p('publish_ground_truth', True,
                             _d('publish object poses (evaluation only)')).value
+        self.camera_thread = p('camera_thread', True, _d(
+            'render the camera in a low-priority worker thread, off the physics tick')).value
         if self.control_rate <= 0 or self.camera_rate <= 0 or self.rtf <= 0:
             raise ValueError('control_rate, camera_rate and real_time_factor must be > 0')
 
@@ -78,6 +94,11 @@ class SimArmNode(Node):
         self.n_clamped = 0
         self.n_rejected = 0
         self._tick_ms = []
+        self.camera = None
+        self.resets = 0  # frames snapshotted before a reset are not published after it
+        self.reset_lock = threading.Lock()
+        self._js = JointState(name=self.joint_names + list(FINGER_JOINTS))
+        self.monitor = RateMonitor(self.control_rate * self.rtf)
 
         self.pub_js = self.create_publisher(JointState, js_topic, SENSOR)
         self.pub_img = self.create_publisher(Image, 'camera/image_raw', SENSOR)
@@ -147,25 +168,30 @@ class SimArmNode(Node):
         if q is not None:
             self._apply(q, 'trajectory')
         self.sim.step(self.substeps)
-        stamp = self.get_clock().now().to_msg()
-        js = JointState()
-        js.header.stamp = stamp
-        js.name = self.joint_names + list(FINGER_JOINTS)
-        fingers = self.sim.finger_positions()
-        js.position = self.sim.joint_positions().tolist() + fingers.tolist()
+        js = self._js  # pre-allocated; names set once
+        js.header.stamp = self.get_clock().now().to_msg()
+        js.position = self.sim.joint_positions().tolist() + self.sim.finger_positions().tolist()
         js.velocity = self.sim.joint_velocities().tolist() + [0.0, 0.0]
         self.pub_js.publish(js)
-        self._tick_ms.append((time.perf_counter() - t0) * 1e3)
+        work = time.perf_counter() - t0
+        self.monitor.tick(time.monotonic(), work)
+        self._tick_ms.append(work * 1e3)
 
     def on_camera(self) -> None:
         stamp = self.get_clock().now().to_msg()
         info = self.sim.camera_info()
-        img = cv2_to_imgmsg(self.sim.render(), encoding='rgb8')
-        img.header.stamp = stamp
-        img.header.frame_id = info['frame_id']
-        self.pub_img.publish(img)
+        truth = self._ground_truth(stamp) if self.publish_gt else []
+        if self.camera_thread:
+            if self.camera is None:  # started here, after the node's scheduling is applied
+                self.camera = CameraWorker(self, int(info['width']), int(info['height']))
+                self.camera.start()
+            # the worker publishes the ground truth after the images; none if it is busy
+            self.camera.offer(self.sim.data, stamp, info['frame_id'], truth)
+        else:
+            self.publish_images(self.sim.render(), self.sim.render_depth() if
+                                self.publish_depth else None, stamp, info['frame_id'], truth)
         ci = CameraInfo()
-        ci.header = img.header
+        ci.header.stamp, ci.header.frame_id = stamp, info['frame_id']
         ci.width, ci.height = int(info['width']), int(info['height'])
         ci.distortion_model = 'plumb_bob'
         ci.d = [0.0] * 5
@@ -174,14 +200,23 @@ class SimArmNode(Node):
         ci.r = np.eye(3).reshape(-1).tolist()
         ci.p = np.hstack([k, np.zeros((3, 1))]).reshape(-1).tolist()
         self.pub_info.publish(ci)
-        if self.publish_depth:
-            depth = cv2_to_imgmsg(self.sim.render_depth().astype('float32'), encoding='32FC1')
-            depth.header = img.header
-            self.pub_depth.publish(depth)
-        if self.publish_gt:
-            self._publish_ground_truth(stamp)
 
-    def _publish_ground_truth(self, stamp) -> None:
+    def publish_images(self, rgb, depth, stamp, frame_id, then=()) -> None:
+        """Depth first: a consumer triggered by the RGB image then has its depth already;
+        ``then``: (publisher, message) pairs published after the images."""
+        if depth is not None:
+            msg = cv2_to_imgmsg(depth.astype('float32'), encoding='32FC1')
+            msg.header.stamp, msg.header.frame_id = stamp, frame_id
+            self.pub_depth.publish(msg)
+        img = cv2_to_imgmsg(rgb, encoding='rgb8')
+        img.header.stamp, img.header.frame_id = stamp, frame_id
+        self.pub_img.publish(img)
+        for pub, msg in then:
+            pub.publish(msg)
+
+    def _ground_truth(self, stamp) -> list:
+        """(publisher, message) pairs of the evaluation-only ground truth, now."""
+        out = []
         arr = MarkerArray()
         for i, (name, o) in enumerate(sorted(self.sim.object_poses().items())):
             m = Marker()
@@ -195,25 +230,28 @@ class SimArmNode(Node):
             m.color.a = 1.0
             m.text = f"{o.get('color', '')} {o.get('shape', o.get('kind', ''))}".strip()
             arr.markers.append(m)
-        self.pub_gt.publish(arr)
+        out.append((self.pub_gt, arr))
         pos, quat = self.sim.tool_pose()
         ps = PoseStamped()
         ps.header.stamp, ps.header.frame_id = stamp, 'base_link'
         ps.pose.position.x, ps.pose.position.y, ps.pose.position.z = map(float, pos)
         (ps.pose.orientation.x, ps.pose.orientation.y, ps.pose.orientation.z,
          ps.pose.orientation.w) = map(float, quat)
-        self.pub_tool.publish(ps)
+        out.append((self.pub_tool, ps))
         if self.sim.task is not None:
             status = {'task': self.task, 'seed': int(self.seed),
                       'success': bool(self.sim.task.success(self.sim)),
                       'error_mm': float(self.sim.task.error_mm(self.sim)),
                       'sim_time': float(self.sim.time)}
-            self.pub_status.publish(String(data=json.dumps(status)))
+            out.append((self.pub_status, String(data=json.dumps(status))))
+        return out
 
     # ----------------------------------------------------------------- services
     def _reset(self, task: str, seed: int) -> str:
         self.follower.clear()
-        self.episode = self.sim.reset(task or None, int(seed))
+        with self.reset_lock:
+            self.resets += 1
+            self.episode = self.sim.reset(task or None, int(seed))
         self.task, self.seed = task, int(seed)
         self.get_logger().info(f'reset: task {task!r} seed {seed}')
         return self.sim.task.instruction(int(seed)) if self.sim.task is not None else ''
@@ -240,11 +278,77 @@ class SimArmNode(Node):
         st.message = f'tick p50 {np.median(ticks):.2f} ms of {budget_ms:.1f} ms budget'
         st.values = [KeyValue(key=k, value=str(v)) for k, v in (
             ('sim_time_s', f'{self.sim.time:.3f}'), ('clamped_commands', self.n_clamped),
-            ('rejected_commands', self.n_rejected), ('task', self.task), ('seed', self.seed))]
+            ('rejected_commands', self.n_rejected), ('task', self.task), ('seed', self.seed),
+            ('camera_frames', self.camera.frames if self.camera else -1),
+            ('camera_skipped', self.camera.skipped if self.camera else 0))] + \
+            rate_values(self.monitor)
         arr = DiagnosticArray(status=[st])
         arr.header.stamp = self.get_clock().now().to_msg()
         self.pub_diag.publish(arr)
         self._tick_ms = self._tick_ms[-int(self.control_rate):]
+
+
+class CameraWorker(threading.Thread):
+    """Renders the scene camera from a snapshot of the simulation state, off the physics
+    thread; the EGL/OSMesa context lives in this thread."""
+
+    def __init__(self, node: SimArmNode, width: int, height: int, nice: int = 0):
+        super().__init__(name='sim_arm_camera', daemon=True)
+        import mujoco
+        self.node, self.model = node, node.sim.model
+        self.width, self.height, self.nice = width, height, nice
+        self.cam = node.sim.model.camera('scene_cam').id
+        self.snapshot = mujoco.MjData(self.model)
+        self.lock = threading.Lock()
+        self.wake = threading.Event()
+        self.busy = False
+        self.frames = self.skipped = 0
+        self.job = None
+
+    def offer(self, data, stamp, frame_id, then=()) -> bool:
+        """Snapshot ``data`` for the next frame; False (frame skipped) while one renders."""
+        import mujoco
+        with self.lock:
+            if self.busy:
+                self.skipped += 1
+                return False
+            mujoco.mj_copyData(self.snapshot, self.model, data)
+            self.job, self.busy = (stamp, frame_id, then, self.node.resets), True
+        self.wake.set()
+        return True
+
+    def run(self) -> None:
+        import mujoco
+        try:  # normal scheduling even when the process (physics) runs SCHED_FIFO
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.nice)
+        except (AttributeError, OSError):
+            pass
+        rgb = mujoco.Renderer(self.model, self.height, self.width)
+        depth = None
+        if self.node.publish_depth:
+            depth = mujoco.Renderer(self.model, self.height, self.width)
+            depth.enable_depth_rendering()
+        while True:
+            self.wake.wait()
+            self.wake.clear()
+            stamp, frame_id, then, generation = self.job
+            rgb.update_scene(self.snapshot, camera=self.cam)
+            image = rgb.render().copy()
+            d = None
+            if depth is not None:
+                depth.update_scene(self.snapshot, camera=self.cam)
+                d = depth.render().astype(np.float32)
+            with self.lock:
+                self.busy = False
+            try:
+                with self.node.reset_lock:
+                    if generation != self.node.resets:
+                        continue  # the scene was reset while this frame rendered
+                    self.node.publish_images(image, d, stamp, frame_id, then)
+            except Exception:  # the context shut down under us: the node is stopping
+                return
+            self.frames += 1
 
 
 def main(args=None):

@@ -1,16 +1,21 @@
 """``strategic_planner``: instruction + camera image -> ordered, grounded sub-goals.
 
-Plans at once on a new ``instruction`` (std_msgs/String) from the latest ``camera/image_raw``
-(+ ``camera/depth/image_raw`` when available) and publishes ``subgoals`` (SubGoalList, transient
-local). Re-publishes the plan at ``rate`` Hz, advances ``active_index`` when the measured state
-completes the active sub-goal, and re-plans when a sub-goal goes stale. Bad instructions and
-planning failures are logged and produce an empty plan (the arm holds), never an action.
+Plans on a new ``instruction`` (std_msgs/String) from the first ``camera/image_raw`` (and
+``camera/depth/image_raw``, when published) stamped at or after the instruction's arrival, so
+never from a frame of the scene before it (e.g. before a reset; the executor may run an
+instruction callback before an image callback that was already queued), and publishes
+``subgoals`` (SubGoalList, transient local). Re-publishes the plan at ``rate`` Hz, advances
+``active_index`` when the measured state completes the active sub-goal, and re-plans when a
+sub-goal goes stale. Bad instructions and planning failures are logged and produce an empty
+plan (the arm holds), never an action. ``/diagnostics`` carries the re-publish rate/deadline
+counters (:mod:`rate_monitor`).
 """
 import copy
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
+from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import String
 from visualization_msgs.msg import Marker, MarkerArray
@@ -22,8 +27,9 @@ from hybrid_vla_ros.nodes.conversions import arm_state, robot_kinematics, to_pos
 from hybrid_vla_ros.nodes.node_main import run_node
 from hybrid_vla_ros.nodes.parameters import describe as _d
 from hybrid_vla_ros.nodes.qos import COMMAND, LATCHED, SENSOR
+from hybrid_vla_ros.nodes.rate_monitor import RateMonitor, rate_values
 from hybrid_vla_ros.planning.skills import PlanningError
-from hybrid_vla_ros.planning.strategic_planner import StrategicPlanner
+from hybrid_vla_ros.planning.strategic_planner import DEFAULT_CHECKPOINT, StrategicPlanner
 
 MAX_INSTRUCTION = 300
 
@@ -51,6 +57,10 @@ class StrategicPlannerNode(Node):
         js_topic = p('joint_states_topic', '/joint_states', _d('joint state topic')).value
         self.frame = p('base_frame', 'base_link', _d('frame of the sub-goal poses')).value
         ckpt = p('checkpoint', '', _d('planner checkpoint folder; empty = shipped')).value
+        backend = p('backend', 'heads', _d("step proposer: 'heads' (trained), 'llm' (local "
+                                           "SmolLM2 GGUF) or 'hf_vlm' (local VLM folder)")).value
+        vlm_path = p('vlm_path', '', _d("local model folder for backend 'hf_vlm' (or a GGUF/HF "
+                                        "path for 'llm'); never downloaded")).value
         self.rate = p('rate', 1.0, _d('plan re-publish rate (Hz)')).value
         self.timeout = p('subgoal_timeout', 20.0, _d('sub-goal stale after (s)')).value
         self.image_timeout = p('image_timeout', 2.0, _d('camera image older = stale (s)')).value
@@ -59,12 +69,14 @@ class StrategicPlannerNode(Node):
         if len(self.extrinsics) != 16 or self.extrinsics[15] != 1.0:
             raise ValueError(f'camera_extrinsics must be a 4x4 homogeneous transform (16 values,'
                              f' last = 1), got {self.extrinsics}')
-        self.planner = StrategicPlanner.from_checkpoint(ckpt) if ckpt else \
-            StrategicPlanner.from_checkpoint()
+        self.planner = StrategicPlanner.from_checkpoint(
+            ckpt or DEFAULT_CHECKPOINT, backend=backend, model_path=vlm_path or None)
         self.kin = robot_kinematics(urdf_file)
         self.progress = SubgoalProgress(timeout=self.timeout)
         self.image = self.depth = self.info = None
         self.image_time = 0.0
+        self.image_stamp = self.depth_stamp = 0.0
+        self.pending_since = 0.0
         self.state = None
         self.instruction = ''
         self.pending = None
@@ -72,6 +84,7 @@ class StrategicPlannerNode(Node):
         self.msg = None
         self.plan_ms = []
         self.errors = 0
+        self.monitor = RateMonitor(self.rate)
 
         self.pub = self.create_publisher(SubGoalList, 'subgoals', LATCHED)
         self.pub_markers = self.create_publisher(MarkerArray, 'markers', 10)
@@ -100,13 +113,14 @@ class StrategicPlannerNode(Node):
                 and self.msg.active_index < len(self.plan.subgoals):
             self.get_logger().info('same instruction while its plan runs: keeping the plan')
             return
-        self.pending = text
+        self.pending, self.pending_since = text, self.now()
         self.try_plan()
 
     def on_image(self, msg: Image) -> None:
         try:
             self.image = imgmsg_to_cv2(msg, desired_encoding='rgb8')
             self.image_time = self.now()
+            self.image_stamp = Time.from_msg(msg.header.stamp).nanoseconds * 1e-9
         except CvBridgeError as e:
             self.get_logger().error(f'camera image rejected: {e}', throttle_duration_sec=2.0)
             return
@@ -116,8 +130,12 @@ class StrategicPlannerNode(Node):
     def on_depth(self, msg: Image) -> None:
         try:
             self.depth = imgmsg_to_cv2(msg, desired_encoding='32FC1')
+            self.depth_stamp = Time.from_msg(msg.header.stamp).nanoseconds * 1e-9
         except CvBridgeError as e:
             self.get_logger().error(f'depth image rejected: {e}', throttle_duration_sec=2.0)
+            return
+        if self.pending:
+            self.try_plan()
 
     def on_info(self, msg: CameraInfo) -> None:
         self.info = msg
@@ -131,7 +149,9 @@ class StrategicPlannerNode(Node):
     # ---------------------------------------------------------------- planning
     def try_plan(self) -> None:
         if self.image is None or self.info is None or \
-                self.now() - self.image_time > self.image_timeout:
+                self.now() - self.image_time > self.image_timeout or \
+                self.image_stamp < self.pending_since or \
+                (self.depth is not None and self.depth_stamp < self.pending_since):
             self.get_logger().info('instruction waiting for a camera image',
                                    throttle_duration_sec=2.0)
             return
@@ -188,16 +208,22 @@ class StrategicPlannerNode(Node):
             self.publish_plan(i + 1)
             if i + 1 == len(self.plan.subgoals):
                 self.get_logger().info(f'plan complete: {self.instruction!r}')
-        elif status == 'stale':
+        elif status == 'stale' and not self.pending:
+            # once: a re-plan waits for a camera image newer than this moment, so re-arming
+            # it on every progress tick would never let it plan
             self.get_logger().warning(f'sub-goal {sg.id} stale after {self.timeout:.0f} s: '
                                    're-planning')
-            self.pending = self.instruction
+            self.pending, self.pending_since = self.instruction, self.now()
             self.try_plan()
 
     def on_republish(self) -> None:
         if self.msg is not None:
-            self.msg.header.stamp = self.get_clock().now().to_msg()
+            now = self.get_clock().now()
+            self.msg.header.stamp = now.to_msg()
             self.pub.publish(self.msg)
+            self.monitor.tick(now.nanoseconds * 1e-9)
+        else:
+            self.monitor.idle()
 
     def publish_markers(self) -> None:
         arr = MarkerArray(markers=[Marker(ns='subgoals', action=Marker.DELETEALL)])
@@ -225,7 +251,9 @@ class StrategicPlannerNode(Node):
         ms = self.plan_ms[-20:] or [float('nan')]
         st.values = [KeyValue(key=k, value=str(v)) for k, v in (
             ('last_plan_ms', f'{ms[-1]:.1f}'), ('errors', self.errors),
-            ('active_index', self.msg.active_index if self.msg else -1))]
+            ('active_index', self.msg.active_index if self.msg else -1),
+            ('plan_ms_max', f'{max(ms):.1f}'), ('plans', len(self.plan_ms)))] + \
+            rate_values(self.monitor)
         arr = DiagnosticArray(status=[st])
         arr.header.stamp = self.get_clock().now().to_msg()
         self.pub_diag.publish(arr)

@@ -4,6 +4,8 @@ Waypoints are computed when a sub-goal becomes active (from the tool pose at tha
 sub-goal, and the obstacle the strategic level grounded) and re-published at ``rate`` Hz with a
 fresh stamp; nothing is published without an active sub-goal (the arm then holds).
 """
+import time
+
 from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 import numpy as np
@@ -17,6 +19,7 @@ from hybrid_vla_ros.nodes.conversions import arm_state, from_pose, robot_kinemat
 from hybrid_vla_ros.nodes.node_main import run_node
 from hybrid_vla_ros.nodes.parameters import describe as _d
 from hybrid_vla_ros.nodes.qos import COMMAND, LATCHED, SENSOR
+from hybrid_vla_ros.nodes.rate_monitor import RateMonitor, rate_values
 from hybrid_vla_ros.planning.skills import PlanningError
 from hybrid_vla_ros.planning.tactical_planner import TacticalPlanner
 
@@ -39,6 +42,7 @@ class TacticalPlannerNode(Node):
         self.out = None
         self.errors = 0
         self.holding_gripper = 0.0
+        self.monitor = RateMonitor(self.rate)
         self.pub = self.create_publisher(WaypointArray, 'waypoints', COMMAND)
         self.pub_markers = self.create_publisher(MarkerArray, 'markers', 10)
         self.pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
@@ -57,9 +61,11 @@ class TacticalPlannerNode(Node):
             self.get_logger().error(f'joint_states ignored: {e}', throttle_duration_sec=2.0)
 
     def on_tick(self) -> None:
+        t0 = time.perf_counter()
         plan = self.plan
         if plan is None or self.state is None or plan.active_index >= len(plan.subgoals):
             self.out = None
+            self.monitor.idle()
             return
         sg = plan.subgoals[plan.active_index]
         key = (plan.instruction, plan.active_index, sg.id, plan.header.frame_id)
@@ -72,8 +78,12 @@ class TacticalPlannerNode(Node):
                 self.get_logger().error(f'no waypoints for {sg.id}: {e}; holding')
             self.key = key
         if self.out is not None:
-            self.out.header.stamp = self.get_clock().now().to_msg()
+            now = self.get_clock().now()
+            self.out.header.stamp = now.to_msg()
             self.pub.publish(self.out)
+            self.monitor.tick(now.nanoseconds * 1e-9, time.perf_counter() - t0)
+        else:
+            self.monitor.idle()
 
     def compute(self, plan: SubGoalList, sg) -> WaypointArray:
         pos, quat = from_pose(sg.target_pose)
@@ -120,7 +130,7 @@ class TacticalPlannerNode(Node):
         st.level = DiagnosticStatus.OK if self.out is not None else DiagnosticStatus.WARN
         st.message = f'{len(self.out.waypoints)} waypoints for {self.out.subgoal_id}' \
             if self.out is not None else 'idle: no active sub-goal'
-        st.values = [KeyValue(key='errors', value=str(self.errors))]
+        st.values = [KeyValue(key='errors', value=str(self.errors))] + rate_values(self.monitor)
         arr = DiagnosticArray(status=[st])
         arr.header.stamp = self.get_clock().now().to_msg()
         self.pub_diag.publish(arr)
