@@ -17,6 +17,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from hybrid_vla_ros.sim.kinematics import quat_to_mat, rotation_error
+
 STATE_DIM = 8   # 7 joints [rad] + gripper [0..1]
 GOAL_DIM = 21   # waypoint pos(3) quat(4) gripper(1), tool pos(3) quat(4), error(3), fine error(3)
 FINE_SCALE = 0.01  # m: the fine error saturates at 1 cm
@@ -27,24 +29,6 @@ ROT_UNIT, ROT_RANGE = 1e-4, 1.0  # rad: the same for the rotation error
 
 def _log_scale(x: np.ndarray, unit: float, full: float) -> np.ndarray:
     return np.sign(x) * np.log1p(np.abs(x) / unit) / np.log1p(full / unit)
-
-
-def rotation_vector(q_target, q_current) -> np.ndarray:
-    """Rotation vector (rad, base frame) taking quaternion ``q_current`` to ``q_target`` (xyzw)."""
-    x1, y1, z1, w1 = np.asarray(q_target, float)
-    qc = np.asarray(q_current, float)
-    x2, y2, z2, w2 = -qc[0], -qc[1], -qc[2], qc[3]
-    # q_target * conj(q_current)
-    w = w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2
-    v = np.array([w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
-                  w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
-                  w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2])
-    if w < 0:
-        w, v = -w, -v
-    n = float(np.linalg.norm(v))
-    if n < 1e-12:
-        return 2.0 * v
-    return v * (2.0 * np.arctan2(n, w) / n)
 
 
 def log_error_for(goal_dim: int) -> bool:
@@ -74,7 +58,8 @@ def goal_features(waypoint: np.ndarray, tool_pos, tool_quat, log_error: bool = F
     parts = [wp, tp, tq, err, np.clip(err / FINE_SCALE, -1.0, 1.0)]
     if log_error:
         parts += [_log_scale(err, LOG_UNIT, LOG_RANGE),
-                  _log_scale(rotation_vector(wp[3:7], tq), ROT_UNIT, ROT_RANGE)]
+                  _log_scale(rotation_error(quat_to_mat(wp[3:7]), quat_to_mat(tq)),
+                             ROT_UNIT, ROT_RANGE)]
     out = np.concatenate(parts)
     if not np.all(np.isfinite(out)):
         raise ValueError('motor observation has NaN/Inf (waypoint or tool pose)')
