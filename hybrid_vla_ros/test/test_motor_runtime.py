@@ -230,6 +230,13 @@ def test_mu_law_coarse_to_fine_captured_path_matches_eager():
     eager = e.sample(obs, noise=noise)
     e.set_capture('whole')
     assert torch.allclose(e.sample(obs, noise=noise), eager, atol=1e-5)
+    # the traced graph (no host kernel for mu-law) keeps the NaN contract: an error naming
+    # the observation key, never a NaN chunk
+    for key in obs:
+        bad = dict(obs, **{key: obs[key].clone()})
+        bad[key][1, 2] = float('nan')
+        with pytest.raises(ValueError, match=f"'{key}' contains NaN/Inf"):
+            e.sample(bad, noise=noise)
 
 
 def test_refiner_temperature_zero_starts_at_the_coarse_chunk():

@@ -66,9 +66,14 @@ class ActionExpert(nn.Module):
         one check per observation key on the fast path; the slow path names the culprit.
         """
         if not math.isfinite(chunk.sum().item()):
-            self.check_obs(obs)  # raises with the key and index of the bad entry
-            raise ValueError('the expert produced a non-finite action chunk from a finite '
-                             'observation (corrupted weights?)')
+            raise self.non_finite_error(obs)
+
+    def non_finite_error(self, obs: Batch) -> ValueError:
+        """The error for a non-finite output: raises the observation's own error (naming the key
+        and index of the bad entry) if it has one, else returns a corrupted-weights error."""
+        self.check_obs(obs)
+        return ValueError('the expert produced a non-finite action chunk from a finite '
+                          'observation (corrupted weights?)')
 
     def check_batch(self, batch: Batch) -> int:
         b = self.check_obs(batch)
@@ -168,10 +173,8 @@ class ActionExpert(nn.Module):
                 warnings.simplefilter('ignore', DeprecationWarning)
                 warnings.simplefilter('ignore', torch.jit.TracerWarning)
                 traced = torch.jit.trace(nn.Module.train(graph, False), args, check_trace=False)
-                frozen = torch.jit.freeze(traced)
-                if getattr(graph, 'finite_outputs', False):  # same contract as the kernel
-                    return keys, _FiniteChecked(frozen)
-                return keys, frozen
+                # every traced form keeps the kernel's contract: NonFiniteOutputError, not NaN
+                return keys, _FiniteChecked(torch.jit.freeze(traced))
         finally:
             self._tracing = False
             nn.Module.train(self, was_training)  # restore without invalidating

@@ -295,7 +295,7 @@ class NonFiniteOutputError(ValueError):
 
 
 class _FiniteChecked:
-    """A captured ``fn -> (chunk, ...)`` that raises ``NonFiniteOutputError`` instead of returning
+    """A captured ``fn -> chunk`` or ``fn -> (chunk, ...)`` that raises ``NonFiniteOutputError`` instead of returning
     a non-finite chunk (one reduction of the small output)."""
 
     def __init__(self, fn: Callable) -> None:
@@ -303,7 +303,7 @@ class _FiniteChecked:
 
     def __call__(self, *args: torch.Tensor):
         out = self.fn(*args)
-        if not math.isfinite(out[0].sum().item()):
+        if not math.isfinite((out if isinstance(out, torch.Tensor) else out[0]).sum().item()):
             raise NonFiniteOutputError('the captured inference produced NaN/Inf')
         return out
 
@@ -342,15 +342,20 @@ class _HostBuffers:
         self.q[:, -1] = 1.0
         self.q_coarse, self.q_state = self.q[:, :nx], self.q[:, nx:-1]
         self.cond = np.zeros((b, nh), f32)
+        self.shape = (b,) + k.chunk
+        self.ones, self.total = np.ones((b * nx, 1), f32), np.zeros((1, 1), f32)
+        self.flat_shape = (1, b * nx)
+        if steps:
+            self._refiner_buffers(k, b)
+
+    def _refiner_buffers(self, k: 'HostCoarseToFine', b: int) -> None:
+        f32, nh, nx, steps = np.float32, k.nh, k.nx, k.steps
         # Step k's input is (x, one-hot k): the one-hot rows of the step matrix hold step k's
         # constants (and at batch 1 the cond term, written once per call).
         self.xs = [np.zeros((b, nx + steps), f32) for _ in range(steps)]
         for i, x in enumerate(self.xs):
             x[:, nx + i] = 1.0
         self.x0, self.x_next = self.xs[0][:, :nx], [x[:, :nx] for x in self.xs[1:]]
-        self.shape = (b,) + k.chunk
-        self.ones, self.total = np.ones((b * nx, 1), f32), np.zeros((1, 1), f32)
-        self.flat_shape = (1, b * nx)
         self.step_w, self.cond_rows = k.step_w, None
         if b == 1:
             self.step_w = k.step_w.copy()
@@ -399,17 +404,21 @@ class HostCoarseToFine:
                 or [type(m) for m in trunk] != [nn.Linear, nn.SiLU] * len(trunk_lin)):
             raise NotImplementedError('HostCoarseToFine: unsupported encoder / trunk layout')
         with torch.no_grad():
-            self.nh, self.nx = f.out_w.shape
-            self.n_obs, self.n_state = f.enc_w.shape[0], f.sel.shape[0]
             self.steps, self.chunk = f.steps, (f.horizon, f.action_dim)
+            self.n_obs, self.n_state = f.enc_w.shape[0], f.sel.shape[0]
             d = ln.normalized_shape[0]
             self.d, self.eps = d, float(ln.eps)
             gamma = ln.weight if ln.weight is not None else torch.ones(d)
             beta = ln.bias if ln.bias is not None else torch.zeros(d)
-            n_raw = self.n_obs if f.obs_skip else 0
-            w_feat = f.cond_w[:d]
-            w_raw = f.cond_w[d:d + n_raw]
-            w_coarse = f.cond_w[d + n_raw:]
+            if self.steps:
+                self.nh, self.nx = f.out_w.shape
+                cond_w, n_raw = f.cond_w, self.n_obs if f.obs_skip else 0
+            else:  # the token pass alone (FusedToken): no refiner, no cond (nh = 0)
+                self.nh, self.nx = 0, f.horizon * f.action_dim
+                cond_w, n_raw = torch.zeros(d + self.nx, 0), 0
+            w_feat = cond_w[:d]
+            w_raw = cond_w[d:d + n_raw]
+            w_coarse = cond_w[d + n_raw:]
             # Encoder: obs -> [..SiLU] -> centred last layer (LayerNorm's mean folded in). Each
             # matrix maps (input, 1) to (output, 1) so the next layer's bias is a weight row;
             # the first one also computes the cond's raw-observation term.
@@ -458,7 +467,8 @@ class HostCoarseToFine:
             q[nx:nx + self.n_state, :nx] = f.sel
             q[-1, :nx] = f.off_coarse
             self.q_w = _blas_rows(q)
-            self._build_steps(f)
+            if self.steps:
+                self._build_steps(f)
         self._buffers: Dict[int, _HostBuffers] = {}
         self._lock = threading.Lock()
         _set_blas_threads(1)
@@ -552,6 +562,11 @@ class HostCoarseToFine:
         self.centres.take(tokens, out=buf.q_coarse, mode='clip')
         buf.q_state[...] = tensors[0].numpy()
         r = mm(buf.q, self.q_w)  # fresh: (absolute coarse chunk, cond's coarse term)
+        if not self.steps:  # the token pass alone
+            if not math.isfinite(mm(buf.flat(r), buf.ones, out=buf.total)[0, 0]):
+                raise NonFiniteOutputError('the kernel produced NaN/Inf')
+            coarse = torch.from_numpy(r.reshape(buf.shape))
+            return coarse, coarse
         nx, silu_t = self.nx, buf.silu_t
         cond = np.add(buf.feat, r[:, nx:], out=buf.cond)
         if buf.raw is not None:

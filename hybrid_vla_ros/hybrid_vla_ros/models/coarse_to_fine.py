@@ -6,7 +6,6 @@ with sigma = ``noise_scale`` bins, and is trained with the flow-matching velocit
 v = x1 - x0 at random t along the straight path (not by regressing the integrated output).
 Sampling: one parallel token pass, then K Euler steps (the captured loop).
 """
-import copy
 import threading
 from typing import List, Optional, Tuple, Union
 
@@ -19,7 +18,7 @@ from .captured import HostCoarseToFine, NonFiniteOutputError, SamplerLoop
 from .configuration import CoarseToFineConfig
 from .normalization import ActionNormalizer
 from .observation_encoder import ConditionalChunkMLP, ObservationEncoder
-from .token_head import TokenHead
+from .token_head import FusedTokenChunk, TokenHead
 
 # A predicted coarse token further than this from the target (in bins) is replaced by the
 # quantised target during training: early on the token head is random, and residuals of tens of
@@ -124,11 +123,10 @@ class CoarseToFine(ActionExpert):
         try:  # the whole-inference paths raise NonFiniteOutputError instead of returning NaN/Inf
             refined, coarse = self._run_inference(obs, noise if k > 0 else None, k)
         except NonFiniteOutputError:
-            self.check_obs(obs)  # raises, naming the observation key at fault
+            err = self.non_finite_error(obs)  # raises if the observation is at fault
             if noise is not None and not bool(torch.isfinite(noise).all()):
                 raise ValueError('noise contains NaN/Inf') from None
-            raise ValueError('the expert produced a non-finite action chunk from a finite '
-                             'observation (corrupted weights?)') from None
+            raise err from None
         return (refined, coarse) if return_coarse else refined
 
     def _fresh_noise(self, b: int, ref: torch.Tensor, generator: Optional[torch.Generator]
@@ -167,42 +165,30 @@ class CoarseToFine(ActionExpert):
                 self.action_norm.unnormalize(coarse.view(shape), obs['state']))
 
 
-class FusedCoarseToFine(nn.Module):
+class FusedCoarseToFine(FusedTokenChunk):
     """Hand-fused inference of a ``CoarseToFine`` expert, for tracing + freezing as one graph.
 
     Same maths as ``CoarseToFine.infer`` with K Euler steps, rearranged so the graph has few
-    ops: the observation standardisation is folded into the encoder's first layer and into the
-    refiner's cond weights; the cond and time contributions of the refiner's first layer are
-    computed once; each step is one matmul for (first layer | skip), the hidden layers and one
-    fused output matmul; the output bias accumulated over the steps is a constant added once;
+    ops: the token pass is ``FusedTokenChunk``'s (standardisation folded into the encoder's
+    first layer); the observation standardisation is also folded into the refiner's cond
+    weights; the cond and time contributions of the refiner's first layer are computed once;
+    each step is one matmul for (first layer | skip), the hidden layers and one fused output
+    matmul; the output bias accumulated over the steps is a constant added once;
     un-normalisation (and delta -> absolute) is two fused multiply-adds. Weights are copied at
     construction (a snapshot, like every captured path). ``host_kernel()`` is the same maths as
     a numpy/BLAS CPU kernel (``captured.HostCoarseToFine``), which ``set_capture('whole')``
     uses on CPU.
     """
 
-    finite_outputs = True  # its captured forms raise NonFiniteOutputError instead of returning NaN
 
     def __init__(self, expert: CoarseToFine, steps: int) -> None:
-        super().__init__()
+        super().__init__(expert.token)
         cfg = expert.config
-        norm, mlp = expert.encoder.normalizer, expert.encoder.mlp
-        keys = list(norm.dims)
         nx, d, n_obs = cfg.chunk_size, cfg.encoder.d_model, cfg.encoder.obs_dim
+        mean, inv_std = self.obs_mean, self.inv_std
         with torch.no_grad():
-            mean = torch.cat([getattr(norm, f'{k}_mean') for k in keys])
-            inv_std = 1.0 / torch.cat([getattr(norm, f'{k}_std') for k in keys])
-            first = mlp[0]
-            self.enc_w = (first.weight * inv_std).t().contiguous()  # (obs, hidden)
-            self.enc_b = first.bias - first.weight @ (mean * inv_std)
-            self.enc_rest = copy.deepcopy(mlp[1:])
-            self.trunk = copy.deepcopy(expert.token.trunk)
-            self.logits_w = expert.token.logits_proj.weight.t().contiguous()
-            self.logits_b = expert.token.logits_proj.bias.clone()
-            self.n_tokens, self.n_bins = expert.token.n_tokens, cfg.n_bins
-
             net = expert.refiner
-            loop = SamplerLoop(net, 'euler', steps).to(first.weight.device)
+            loop = SamplerLoop(net, 'euler', steps).to(self.enc_w.device)
             w_in = net.in_proj.weight
             self.obs_skip = expert.obs_skip
             n_raw = n_obs if self.obs_skip else 0
@@ -235,23 +221,10 @@ class FusedCoarseToFine(nn.Module):
                 c = c @ a + b_out
             self.step_b = torch.stack(biases).unsqueeze(1).contiguous()  # (K, 1, hidden)
             self.noise_scale = float(cfg.noise_scale)
-            # Un-normalisation: abs = x * sc + (lo + sc) + state @ P (delta dims only).
-            an = expert.action_norm
-            sc = an.scale().flatten()
-            off = (an.low.flatten() + sc)
-            p = torch.zeros(cfg.encoder.state_dim, nx, device=w_in.device)
-            if an.delta_dims:
-                for h in range(cfg.horizon):
-                    for j in range(an.delta_dims):
-                        p[j, h * cfg.action_dim + j] = 1.0
-            self.sel = p
-            self.centres_abs_scale = sc.clone()
-            self.off_coarse = off.clone()
-            self.res_scale = sc * expert.bin  # residual (bin units) -> action units
-            self.off_refined = off + self.res_scale * c
+            self.res_scale = self.centres_abs_scale * expert.bin  # residual (bins) -> units
+            self.off_refined = self.off_coarse + self.res_scale * c
             self.x_bias = c  # constant part of the last x (HostCoarseToFine folds it)
-            self.centres = expert.token.centres.clone()
-        self.steps, self.horizon, self.action_dim = steps, cfg.horizon, cfg.action_dim
+        self.steps = steps
 
     def host_kernel(self) -> HostCoarseToFine:
         """The same maths as a numpy/BLAS CPU kernel (faster than the traced graph at batch 1)."""
@@ -259,14 +232,8 @@ class FusedCoarseToFine(nn.Module):
 
     def forward(self, *tensors: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """(state, goal[, image_feat], noise) -> (refined, coarse) absolute (B, H, D)."""
-        obs = torch.cat(tensors[:-1], dim=-1)  # (B, obs_dim), raw
-        noise, state = tensors[-1], tensors[0]
-        feat = self.enc_rest(torch.addmm(self.enc_b, obs, self.enc_w))
-        feat_t = self.trunk(feat)
-        logits = torch.addmm(self.logits_b, feat_t, self.logits_w)
-        # unflatten, not view(-1, ...): the traced graph must stay batch-size agnostic.
-        tokens = logits.unflatten(1, (self.n_tokens, self.n_bins)).argmax(-1)
-        coarse = self.centres[tokens]  # (B, X) normalised
+        obs, feat, coarse, base = self.token_pass(tensors)
+        noise = tensors[-1]
         parts = [feat, obs, coarse] if self.obs_skip else [feat, coarse]
         h_cond = torch.mm(torch.cat(parts, dim=-1), self.cond_w)
         h_steps = h_cond.unsqueeze(0) + self.step_b  # (K, B, hidden), once for all steps
@@ -278,7 +245,6 @@ class FusedCoarseToFine(nn.Module):
             for w, b in self.hidden_w:
                 h = F.silu(torch.addmm(b, h, w))
             x = torch.addmm(y[:, n_hidden:], h, self.out_w)
-        base = torch.mm(state, self.sel)  # current joints on the delta dims, 0 elsewhere
         coarse_abs = torch.addcmul(base + self.off_coarse, coarse, self.centres_abs_scale)
         refined = torch.addcmul(torch.addcmul(base + self.off_refined, coarse,
                                               self.centres_abs_scale), x, self.res_scale)

@@ -68,6 +68,9 @@ class MotorPolicyNode(Node):
         self.policy = MotorPolicy.from_checkpoints(
             {e: motor_checkpoint(e, None, ckpt_dir or None) for e in experts}, device=device)
         self.kin = robot_kinematics(urdf_file)
+        first = self.policy.warmup(steps=self.steps)  # captured paths built before any chunk
+        self.get_logger().info('warm-up (first call, ms): ' + ', '.join(
+            f'{k} {v:.0f}' for k, v in first.items()))
         self.finger_open = 0.04
         self.tracker = WaypointTracker()
         self.subgoal_id = ''
@@ -75,6 +78,10 @@ class MotorPolicyNode(Node):
         self.js = None
         self.js_stamp = None
         self.inference_ms = []
+        # latency parts per chunk (ms): joint state stamp -> its callback (DDS + dispatch),
+        # callback -> chunk published (features, inference, message); see on_diagnostics
+        self.receive_ms, self.compute_ms = [], []
+        self.js_received = 0.0
         self.published = 0
         self.errors = 0
 
@@ -103,12 +110,13 @@ class MotorPolicyNode(Node):
         return self.get_clock().now().nanoseconds * 1e-9
 
     def on_joint_state(self, msg: JointState) -> None:
+        received = self.now()
         try:
             state = arm_state(msg, self.joint_names, self.gripper_joint, self.finger_open)
         except ValueError as e:
             self.get_logger().error(f'joint_states ignored: {e}', throttle_duration_sec=1.0)
             return
-        self.js, self.js_stamp = state, msg.header.stamp
+        self.js, self.js_stamp, self.js_received = state, msg.header.stamp, received
         # Act on the first joint state after each period: the chunk then starts from the
         # freshest observation (no sampling delay between the state and the inference).
         now = self.now()
@@ -177,6 +185,8 @@ class MotorPolicyNode(Node):
         now = self.now()
         self.monitor.tick(now, now - t_start)
         self.inference_ms.append(ms)
+        self.receive_ms.append((self.js_received - Time.from_msg(stamp).nanoseconds * 1e-9) * 1e3)
+        self.compute_ms.append((now - self.js_received) * 1e3)
         self.published += 1
         if now - self.last_viz >= self.viz_period:
             self.last_viz = now
@@ -204,18 +214,23 @@ class MotorPolicyNode(Node):
 
     def on_diagnostics(self) -> None:
         ms = np.asarray(self.inference_ms or [np.nan])
+        rx = np.asarray(self.receive_ms or [np.nan])
+        cx = np.asarray(self.compute_ms or [np.nan])
         st = DiagnosticStatus(name='motor_policy', hardware_id='policy')
         st.level = DiagnosticStatus.OK if self.published else DiagnosticStatus.WARN
         st.message = f'{self.published} chunks/s from {self.expert}' if self.published \
             else 'idle: waiting for joint states and waypoints'
         st.values = [KeyValue(key=k, value=str(v)) for k, v in (
             ('rate_hz', self.published), ('inference_ms_p50', f'{np.median(ms):.2f}'),
-            ('inference_ms_p99', f'{np.percentile(ms, 99):.2f}'), ('expert', self.expert),
+            ('inference_ms_p99', f'{np.percentile(ms, 99):.2f}'),
+            ('receive_ms_p50', f'{np.median(rx):.2f}'), ('receive_ms_p99', f'{np.percentile(rx, 99):.2f}'),
+            ('compute_ms_p50', f'{np.median(cx):.2f}'), ('compute_ms_p99', f'{np.percentile(cx, 99):.2f}'),
+            ('expert', self.expert),
             ('subgoal_id', self.subgoal_id), ('errors', self.errors))] + rate_values(self.monitor)
         arr = DiagnosticArray(status=[st])
         arr.header.stamp = self.get_clock().now().to_msg()
         self.pub_diag.publish(arr)
-        self.inference_ms, self.published = [], 0
+        self.inference_ms, self.receive_ms, self.compute_ms, self.published = [], [], [], 0
 
 
 def main(args=None):
