@@ -1,0 +1,88 @@
+"""What the motor node runs per chunk: ``MotorPolicy.act`` on the shipped checkpoints, per expert.
+
+One call = features from (joint state, waypoint, tool pose) + the expert's public ``sample()``
+(validation, fresh noise, NaN check) + the chunk as numpy: the node's inference part of the
+joint state -> action chunk latency. Captured paths (``set_capture('whole')``: the numpy/BLAS
+kernel for token and coarse_to_fine at batch 1, traced TorchScript graphs for flow and
+diffusion) against the traced graph without the CPU kernel and against the same experts run
+eagerly, in alternating blocks in one process, so a load change hits all alike. Prints a markdown table (p50 / p99 ms over ``--iters`` calls
+after a warm-up) and a JSON line.
+
+    python hybrid_vla_ros/bench/bench_motor_act.py [--iters 400] [--threads 1]
+"""
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+from hybrid_vla_ros.motor.policy import MotorPolicy, motor_checkpoint
+from hybrid_vla_ros.nodes.conversions import robot_kinematics
+
+EXPERTS = ('token', 'flow', 'diffusion', 'coarse_to_fine')
+BLOCK = 25
+
+
+def observations(n: int, seed: int = 0):
+    """Plausible inputs: joint states near the arm's home pose, waypoints around the tool."""
+    rng = np.random.default_rng(seed)
+    kin = robot_kinematics('arm7.urdf.xacro')
+    out = []
+    for _ in range(n):
+        q = rng.normal(0.0, 0.3, 7)
+        pos, quat = kin.fk(q)
+        wp = np.concatenate([pos + rng.normal(0.0, 0.05, 3), quat, [rng.uniform()]])
+        out.append((np.concatenate([q, [rng.uniform()]]).astype(np.float32),
+                    wp.astype(np.float32), pos, quat))
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--iters', type=int, default=400)
+    ap.add_argument('--threads', type=int, default=1)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    paths = {e: motor_checkpoint(e) for e in EXPERTS}
+    policies = {'captured': MotorPolicy.from_checkpoints(paths, capture='whole'),
+                'traced': MotorPolicy.from_checkpoints(paths, capture='whole'),
+                'eager': MotorPolicy.from_checkpoints(paths, capture=None)}
+    for expert in policies['traced'].experts.values():
+        expert.host_kernel = False  # the traced TorchScript graph even where a kernel exists
+    obs = observations(64)
+    for p in policies.values():
+        p.warmup()
+    times = {(e, m): [] for e in EXPERTS for m in policies}
+    for e in EXPERTS:
+        for start in range(0, args.iters, BLOCK):
+            for mode, policy in policies.items():  # alternating blocks
+                for i in range(start, min(start + BLOCK, args.iters)):
+                    s, wp, pos, quat = obs[i % len(obs)]
+                    t0 = time.perf_counter()
+                    policy.act(e, s, wp, pos, quat)
+                    times[e, mode].append((time.perf_counter() - t0) * 1e3)
+    print(f'torch {torch.__version__}, {args.threads} thread(s), {args.iters} calls per cell, '
+          'MotorPolicy.act on the shipped checkpoints (ms)')
+    print('| expert | captured p50 / p99 | traced graph only p50 / p99 | eager p50 / p99 | '
+          'traced / captured | eager / captured (p50) |')
+    print('|---|---:|---:|---:|---:|---:|')
+    result = {}
+    for e in EXPERTS:
+        row = {}
+        for mode in policies:
+            t = np.asarray(times[e, mode])
+            row[f'{mode}_p50'], row[f'{mode}_p99'] = float(np.median(t)), float(np.percentile(t, 99))
+        row['traced_over_captured'] = row['traced_p50'] / row['captured_p50']
+        row['eager_over_captured'] = row['eager_p50'] / row['captured_p50']
+        result[e] = row
+        print(f"| {e} | " + ' | '.join(f"{row[m + '_p50']:.3f} / {row[m + '_p99']:.3f}"
+                                      for m in policies)
+              + f" | {row['traced_over_captured']:.2f}x | {row['eager_over_captured']:.2f}x |")
+    print(json.dumps({'iters': args.iters, 'threads': args.threads, 'experts': result}))
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
