@@ -5,8 +5,8 @@ One call = features from (joint state, waypoint, tool pose) + the expert's publi
 joint state -> action chunk latency. Captured paths (``set_capture('whole')``: the numpy/BLAS
 kernel for token and coarse_to_fine at batch 1, traced TorchScript graphs for flow and
 diffusion) against the traced graph without the CPU kernel and against the same experts run
-eagerly, in alternating blocks in one process, so a load change hits all alike. Prints a markdown table (p50 / p99 ms over ``--iters`` calls
-after a warm-up) and a JSON line.
+eagerly, in alternating blocks in one process, so a load change hits all alike. Prints a
+markdown table (p50 / p99 ms over ``--iters`` calls after a warm-up) and a JSON line.
 
     python hybrid_vla_ros/bench/bench_motor_act.py [--iters 400] [--threads 1]
 """
@@ -73,7 +73,8 @@ def main(argv=None) -> int:
         row = {}
         for mode in policies:
             t = np.asarray(times[e, mode])
-            row[f'{mode}_p50'], row[f'{mode}_p99'] = float(np.median(t)), float(np.percentile(t, 99))
+            row[f'{mode}_p50'] = float(np.median(t))
+            row[f'{mode}_p99'] = float(np.percentile(t, 99))
         row['traced_over_captured'] = row['traced_p50'] / row['captured_p50']
         row['eager_over_captured'] = row['eager_p50'] / row['captured_p50']
         result[e] = row

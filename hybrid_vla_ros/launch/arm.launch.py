@@ -4,7 +4,10 @@
         device:=cpu|cuda rviz:=true|false namespace:=<ns>
 
 The node list, parameters and remappings come from ``hybrid_vla_ros.bringup.graph`` — the same
-description the pip-only launcher (``hybrid-vla launch arm``) starts.
+description the pip-only launcher (``hybrid-vla launch arm``) starts. ``hardware:=mock`` starts
+robot_state_publisher, ros2_control_node (mock_components) with its controller spawners, and
+``scene_camera`` (sim_arm in ``mode: mirror``: the MuJoCo task scene posed by ``/joint_states``,
+publishing ``camera/*`` only), so the planners get images without a simulated plant.
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
@@ -51,7 +54,9 @@ def generate_launch_description():
         DeclareLaunchArgument('hardware', default_value='sim',
                               choices=['sim', 'mock', 'real'],
                               description='sim: MuJoCo sim_arm; mock: ros2_control '
-                                          'mock_components; real: your own bring-up'),
+                                          'mock_components + scene_camera (MuJoCo scene '
+                                          'mirroring /joint_states); real: your own '
+                                          'bring-up and camera'),
         DeclareLaunchArgument('device', default_value='cpu', choices=['cpu', 'cuda'],
                               description='torch device of the motor policy'),
         DeclareLaunchArgument('rviz', default_value='false', choices=['true', 'false']),

@@ -33,6 +33,8 @@ def test_mock_graph_uses_ros2_control_and_marks_it_ros_only():
     spawned = [s.arguments[0] for s in specs if s.executable == 'spawner']
     assert 'forward_position_controller' in spawned and 'joint_state_broadcaster' in spawned
     assert 'sim_arm' not in [s.name for s in specs]
+    # ... but the scene camera mirror of /joint_states (test_scene_mirror_graph.py)
+    assert [s.executable for s in specs if s.name == 'scene_camera'] == ['sim_arm']
 
 
 def test_bad_arguments_are_clear_errors():

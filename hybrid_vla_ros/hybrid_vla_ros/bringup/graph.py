@@ -15,6 +15,9 @@ DEVICES = ('cpu', 'cuda')
 # The stack's own nodes, top to bottom (DESIGN.md); each is a console script of this package.
 STACK_NODES = ('strategic_planner', 'tactical_planner', 'expert_router', 'motor_policy',
                'chunk_executor')
+# hardware:=mock|real have no camera of ours: the scene camera is sim_arm's executable in
+# ``mode: mirror`` (no physics, no commands), posed by ros2_control's /joint_states.
+SCENE_CAMERA = 'scene_camera'
 
 
 @dataclass(frozen=True)
@@ -79,8 +82,9 @@ def arm_graph(*, robot: str = 'arm7', hardware: str = 'sim', device: str = 'cpu'
     """The nodes ``arm.launch.py robot:=... hardware:=... device:=...`` starts.
 
     :param robot: name of ``config/<robot>.yaml`` (or a path to such a YAML).
-    :param hardware: ``sim`` (our MuJoCo arm), ``mock`` (ros2_control mock_components) or
-        ``real`` (the user's own ros2_control bring-up is already running).
+    :param hardware: ``sim`` (our MuJoCo arm), ``mock`` (ros2_control mock_components, plus
+        ``scene_camera``: the MuJoCo scene posed by ``/joint_states`` for the camera topics) or
+        ``real`` (the user's own ros2_control bring-up and camera are already running).
     :param device: torch device of the motor policy.
     :param namespace: namespace for the stack's nodes and relative topics.
     :param rviz: also start rviz2 with the description package's config.
@@ -95,9 +99,10 @@ def arm_graph(*, robot: str = 'arm7', hardware: str = 'sim', device: str = 'cpu'
     urdf_xacro = os.path.join(share, 'urdf', cfg.urdf)
     nodes: List[NodeSpec] = []
 
-    def stack_node(executable: str, **extra) -> NodeSpec:
-        return NodeSpec(package='hybrid_vla_ros', executable=executable, name=executable,
-                        namespace=namespace, parameter_files=(params_file,),
+    def stack_node(executable: str, name: Optional[str] = None, **extra) -> NodeSpec:
+        return NodeSpec(package='hybrid_vla_ros', executable=executable,
+                        name=name or executable, namespace=namespace,
+                        parameter_files=(params_file,),
                         module=f'hybrid_vla_ros.nodes.{executable}', **extra)
 
     if hardware == 'sim':
@@ -123,6 +128,8 @@ def arm_graph(*, robot: str = 'arm7', hardware: str = 'sim', device: str = 'cpu'
                                   name=f'spawner_{ctrl}',
                                   arguments=args + (() if active else ('--inactive',)),
                                   ros_install_only=True))
+        # mock_components has no camera: mirror its joint states into the MuJoCo scene
+        nodes.append(stack_node('sim_arm', name=SCENE_CAMERA, parameters={'mode': 'mirror'}))
     for executable in STACK_NODES:
         extra = {'parameters': {'device': device}} if executable == 'motor_policy' else {}
         nodes.append(stack_node(executable, **extra))

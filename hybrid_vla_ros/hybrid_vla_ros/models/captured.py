@@ -295,8 +295,9 @@ class NonFiniteOutputError(ValueError):
 
 
 class _FiniteChecked:
-    """A captured ``fn -> chunk`` or ``fn -> (chunk, ...)`` that raises ``NonFiniteOutputError`` instead of returning
-    a non-finite chunk (one reduction of the small output)."""
+    """A captured ``fn -> chunk`` or ``fn -> (chunk, ...)`` that raises
+    ``NonFiniteOutputError`` instead of returning a non-finite chunk (one reduction of the
+    small output)."""
 
     def __init__(self, fn: Callable) -> None:
         self.fn = fn

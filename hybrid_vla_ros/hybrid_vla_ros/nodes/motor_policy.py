@@ -223,8 +223,10 @@ class MotorPolicyNode(Node):
         st.values = [KeyValue(key=k, value=str(v)) for k, v in (
             ('rate_hz', self.published), ('inference_ms_p50', f'{np.median(ms):.2f}'),
             ('inference_ms_p99', f'{np.percentile(ms, 99):.2f}'),
-            ('receive_ms_p50', f'{np.median(rx):.2f}'), ('receive_ms_p99', f'{np.percentile(rx, 99):.2f}'),
-            ('compute_ms_p50', f'{np.median(cx):.2f}'), ('compute_ms_p99', f'{np.percentile(cx, 99):.2f}'),
+            ('receive_ms_p50', f'{np.median(rx):.2f}'),
+            ('receive_ms_p99', f'{np.percentile(rx, 99):.2f}'),
+            ('compute_ms_p50', f'{np.median(cx):.2f}'),
+            ('compute_ms_p99', f'{np.percentile(cx, 99):.2f}'),
             ('expert', self.expert),
             ('subgoal_id', self.subgoal_id), ('errors', self.errors))] + rate_values(self.monitor)
         arr = DiagnosticArray(status=[st])

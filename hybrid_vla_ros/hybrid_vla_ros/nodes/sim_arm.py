@@ -21,6 +21,19 @@ camera tick is computed with its snapshot and published after its images (as wit
 thread), so a client that saw the status of a reset (``ground_truth/task_status``) already has
 a camera image of the reset scene; a frame snapshotted before a reset is dropped, never
 published after it.
+
+``mode: mirror`` (the ``scene_camera`` node of ``hardware:=mock``; default ``mode: sim``): the
+same scene and camera for an arm someone else owns (ros2_control mock_components or real
+hardware). The node then neither steps physics nor owns the arm: it publishes no
+``/joint_states`` and no commands, and subscribes to none. It subscribes to ``/joint_states``
+(sensor-data QoS), validates each message (:class:`~hybrid_vla_ros.sim.scene_mirror.SceneMirror`:
+sizes, duplicate/unknown/missing joints, NaN/Inf, far out of limits -> a throttled error, the
+last good state is kept), poses the arm (and fingers) from the latest good state with
+``mj_forward`` at ``camera_rate`` and publishes ``camera/*`` (and ``ground_truth/*`` when
+enabled) stamped with that joint state's stamp. A frame is published only for a joint state
+newer than the last frame's, so a silent arm gives a silent (stale) camera, never a frame that
+claims to be new. The objects of the task scene stay at their reset poses (not simulated);
+``~/set_task`` and ``~/reset`` re-sample them and leave the arm where the joint states put it.
 """
 import json
 import os
@@ -51,28 +64,30 @@ from hybrid_vla_ros.sim.controller_interfaces import (
     clamp_to_limits,
     validate_forward_command,
 )
+from hybrid_vla_ros.sim.scene_mirror import JointStateError, SceneMirror
+
+MODES = ('sim', 'mirror')
 
 
 class SimArmNode(Node):
-    """Adapter between ROS topics/services and :class:`ArmSim`."""
+    """Adapter between ROS topics/services and :class:`ArmSim` (``mode: sim``), or the scene
+    camera of an arm owned by ros2_control (``mode: mirror``, :class:`SceneMirror`)."""
 
     def __init__(self):
         super().__init__('sim_arm')
         p = self.declare_parameter
+        self.mode = p('mode', 'sim', _d(
+            "sim: simulate the arm (physics, /joint_states, controller commands); mirror: only "
+            "render the scene camera, posed by the /joint_states of an arm owned by "
+            "ros2_control (mock_components or real hardware)")).value
+        if self.mode not in MODES:
+            raise ValueError(f"mode:={self.mode!r}: expected one of {', '.join(MODES)}")
         self.joint_names = list(p('joint_names', [f'joint_{i}' for i in range(1, 8)],
                                   _d('arm joints, in command order')).value)
-        forward_topic = p('forward_command_topic', '/forward_position_controller/commands',
-                          _d('forward position controller command topic')).value
-        traj_topic = p('trajectory_topic', '/joint_trajectory_controller/joint_trajectory',
-                       _d('joint trajectory controller topic')).value
-        grip_topic = p('gripper_command_topic', '/gripper_controller/commands',
-                       _d('gripper command: finger_left_joint position (m)')).value
         js_topic = p('joint_states_topic', '/joint_states', _d('joint state topic')).value
-        self.control_rate = p('control_rate', 100.0, _d('joint state / control rate (Hz)')).value
         self.camera_rate = p('camera_rate', 10.0, _d('camera publish rate (Hz)')).value
         width = p('camera_width', 128, _d('camera image width (px)')).value
         height = p('camera_height', 128, _d('camera image height (px)')).value
-        self.rtf = p('real_time_factor', 1.0, _d('sim seconds per wall second')).value
         self.task = p('task', 'pick_place', _d('initial task of the suite')).value
         self.seed = p('seed', 0, _d('initial episode seed')).value
         self.publish_depth = p('publish_depth', True,
@@ -81,26 +96,17 @@ class SimArmNode(Node):
                             _d('publish object poses (evaluation only)')).value
         self.camera_thread = p('camera_thread', True, _d(
             'render the camera in a low-priority worker thread, off the physics tick')).value
-        if self.control_rate <= 0 or self.camera_rate <= 0 or self.rtf <= 0:
-            raise ValueError('control_rate, camera_rate and real_time_factor must be > 0')
+        if self.camera_rate <= 0:
+            raise ValueError('camera_rate must be > 0')
 
         self.sim = ArmSim(camera_width=width, camera_height=height)
-        if list(self.joint_names) != [f'joint_{i}' for i in range(1, 8)]:
-            raise ValueError(f'sim_arm simulates joint_1..joint_7, got joint_names '
-                             f'{self.joint_names}')
         self.episode = self.sim.reset(self.task or None, int(self.seed))
-        self.follower = TrajectoryFollower(self.joint_names)
-        self.substeps = max(1, int(round(1.0 / (self.control_rate * self.sim.timestep))))
-        self.n_clamped = 0
-        self.n_rejected = 0
-        self._tick_ms = []
         self.camera = None
         self.resets = 0  # frames snapshotted before a reset are not published after it
         self.reset_lock = threading.Lock()
-        self._js = JointState(name=self.joint_names + list(FINGER_JOINTS))
-        self.monitor = RateMonitor(self.control_rate * self.rtf)
+        self.mirror = None
+        self.follower = None
 
-        self.pub_js = self.create_publisher(JointState, js_topic, SENSOR)
         self.pub_img = self.create_publisher(Image, 'camera/image_raw', SENSOR)
         self.pub_info = self.create_publisher(CameraInfo, 'camera/camera_info', SENSOR)
         self.pub_depth = self.create_publisher(Image, 'camera/depth/image_raw', SENSOR)
@@ -108,17 +114,83 @@ class SimArmNode(Node):
         self.pub_tool = self.create_publisher(PoseStamped, 'ground_truth/tool_pose', 10)
         self.pub_status = self.create_publisher(String, 'ground_truth/task_status', 10)
         self.pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        if self.mode == 'mirror':
+            self._init_mirror(js_topic)
+        else:
+            self._init_sim(js_topic)
+        self.create_service(Trigger, '~/reset', self.on_reset)
+        self.create_service(SetTask, '~/set_task', self.on_set_task)
+        self.create_timer(1.0 / self.camera_rate, self.on_camera)
+        self.create_timer(1.0, self.on_diagnostics)
+
+    def _init_sim(self, js_topic: str) -> None:
+        p = self.declare_parameter
+        forward_topic = p('forward_command_topic', '/forward_position_controller/commands',
+                          _d('forward position controller command topic')).value
+        traj_topic = p('trajectory_topic', '/joint_trajectory_controller/joint_trajectory',
+                       _d('joint trajectory controller topic')).value
+        grip_topic = p('gripper_command_topic', '/gripper_controller/commands',
+                       _d('gripper command: finger_left_joint position (m)')).value
+        self.control_rate = p('control_rate', 100.0, _d('joint state / control rate (Hz)')).value
+        self.rtf = p('real_time_factor', 1.0, _d('sim seconds per wall second')).value
+        if self.control_rate <= 0 or self.rtf <= 0:
+            raise ValueError('control_rate and real_time_factor must be > 0')
+        if list(self.joint_names) != [f'joint_{i}' for i in range(1, 8)]:
+            raise ValueError(f'sim_arm simulates joint_1..joint_7, got joint_names '
+                             f'{self.joint_names}')
+        self.follower = TrajectoryFollower(self.joint_names)
+        self.substeps = max(1, int(round(1.0 / (self.control_rate * self.sim.timestep))))
+        self.n_clamped = 0
+        self.n_rejected = 0
+        self._tick_ms = []
+        self._js = JointState(name=self.joint_names + list(FINGER_JOINTS))
+        self.monitor = RateMonitor(self.control_rate * self.rtf)
+        self.pub_js = self.create_publisher(JointState, js_topic, SENSOR)
         self.create_subscription(Float64MultiArray, forward_topic, self.on_forward, COMMAND)
         self.create_subscription(JointTrajectory, traj_topic, self.on_trajectory, COMMAND)
         self.create_subscription(Float64MultiArray, grip_topic, self.on_gripper, COMMAND)
-        self.create_service(Trigger, '~/reset', self.on_reset)
-        self.create_service(SetTask, '~/set_task', self.on_set_task)
         self.create_timer(1.0 / (self.control_rate * self.rtf), self.on_tick)
-        self.create_timer(1.0 / self.camera_rate, self.on_camera)
-        self.create_timer(1.0, self.on_diagnostics)
         self.get_logger().info(
             f"sim_arm: task {self.task!r} seed {self.seed}, physics {1 / self.sim.timestep:.0f} "
             f"Hz x{self.substeps} per {self.control_rate:.0f} Hz tick, RTF {self.rtf}")
+
+    def _init_mirror(self, js_topic: str) -> None:
+        p = self.declare_parameter
+        gripper = p('gripper_joint', FINGER_JOINTS[0], _d('gripper joint (required in joint '
+                                                          'states)')).value
+        extra = list(p('extra_joints', [''], _d(
+            'joints that may appear in joint states and are ignored (other devices); any '
+            'other joint the model does not have rejects the message')).value)
+        tol = p('limit_tolerance', 0.1, _d('reject positions beyond a URDF limit by more than '
+                                           'this (rad or m; negative = no check)')).value
+        self.mirror = SceneMirror(self.sim, self.joint_names, gripper,
+                                  [j for j in extra if j], tol)
+        self._frame_seq = 0      # mirror.seq of the last published frame
+        self._js_time = None     # monotonic time of the last good joint state
+        self.create_subscription(JointState, js_topic, self.on_joint_state, SENSOR)
+        self.get_logger().info(
+            f'mode mirror: scene camera posed by {js_topic} (no physics, no commands), task '
+            f'{self.task!r} seed {self.seed}, camera {self.camera_rate:g} Hz')
+
+    def destroy_node(self):
+        """Stop the camera thread before the publishers and the GL context go away."""
+        if self.camera is not None:
+            self.camera.stop()
+        super().destroy_node()
+        self.sim.close()
+
+    # ----------------------------------------------------------------- mirror
+    def on_joint_state(self, msg: JointState) -> None:
+        stamp = msg.header.stamp
+        if stamp.sec == 0 and stamp.nanosec == 0:  # an unstamped publisher: time of arrival
+            stamp = self.get_clock().now().to_msg()
+        try:
+            self.mirror.update(msg.name, msg.position, stamp)
+        except JointStateError as e:
+            self.get_logger().error(f'joint_states ignored: {e}; keeping the last good state',
+                                    throttle_duration_sec=1.0)
+            return
+        self._js_time = time.monotonic()
 
     # ----------------------------------------------------------------- commands
     def _apply(self, q: np.ndarray, source: str) -> None:
@@ -178,7 +250,17 @@ class SimArmNode(Node):
         self._tick_ms.append(work * 1e3)
 
     def on_camera(self) -> None:
-        stamp = self.get_clock().now().to_msg()
+        if self.mirror is not None:
+            if self.mirror.seq == self._frame_seq:  # no joint state since the last frame
+                if not self.mirror.has_state:
+                    self.get_logger().warning('camera waiting for a valid joint state',
+                                              throttle_duration_sec=5.0)
+                return
+            self._frame_seq = self.mirror.seq
+            self.mirror.apply()
+            stamp = self.mirror.stamp  # the image shows the arm at this joint state
+        else:
+            stamp = self.get_clock().now().to_msg()
         info = self.sim.camera_info()
         truth = self._ground_truth(stamp) if self.publish_gt else []
         if self.camera_thread:
@@ -239,7 +321,7 @@ class SimArmNode(Node):
          ps.pose.orientation.w) = map(float, quat)
         out.append((self.pub_tool, ps))
         if self.sim.task is not None:
-            status = {'task': self.task, 'seed': int(self.seed),
+            status = {'task': self.task, 'seed': int(self.seed), 'mode': self.mode,
                       'success': bool(self.sim.task.success(self.sim)),
                       'error_mm': float(self.sim.task.error_mm(self.sim)),
                       'sim_time': float(self.sim.time)}
@@ -248,10 +330,14 @@ class SimArmNode(Node):
 
     # ----------------------------------------------------------------- services
     def _reset(self, task: str, seed: int) -> str:
-        self.follower.clear()
+        if self.follower is not None:
+            self.follower.clear()
         with self.reset_lock:
             self.resets += 1
-            self.episode = self.sim.reset(task or None, int(seed))
+            if self.mirror is not None:  # new objects; the arm stays where its joint states say
+                self.episode = self.mirror.reset(task or None, int(seed))
+            else:
+                self.episode = self.sim.reset(task or None, int(seed))
         self.task, self.seed = task, int(seed)
         self.get_logger().info(f'reset: task {task!r} seed {seed}')
         return self.sim.task.instruction(int(seed)) if self.sim.task is not None else ''
@@ -271,6 +357,9 @@ class SimArmNode(Node):
         return response
 
     def on_diagnostics(self) -> None:
+        if self.mirror is not None:
+            self._mirror_diagnostics()
+            return
         ticks = np.asarray(self._tick_ms[-int(self.control_rate):] or [0.0])
         st = DiagnosticStatus(name='sim_arm: physics', hardware_id='mujoco')
         budget_ms = 1e3 / (self.control_rate * self.rtf)
@@ -286,6 +375,25 @@ class SimArmNode(Node):
         arr.header.stamp = self.get_clock().now().to_msg()
         self.pub_diag.publish(arr)
         self._tick_ms = self._tick_ms[-int(self.control_rate):]
+
+    def _mirror_diagnostics(self) -> None:
+        m = self.mirror
+        st = DiagnosticStatus(name=f'{self.get_name()}: scene mirror', hardware_id='mujoco')
+        age = None if self._js_time is None else time.monotonic() - self._js_time
+        if age is None:
+            st.level, st.message = DiagnosticStatus.WARN, 'no valid joint state yet'
+        elif age > 1.0:
+            st.level, st.message = DiagnosticStatus.WARN, f'no valid joint state for {age:.1f} s'
+        else:
+            st.level, st.message = DiagnosticStatus.OK, f'mirroring joint states ({age:.3f} s old)'
+        st.values = [KeyValue(key=k, value=str(v)) for k, v in (
+            ('joint_states_accepted', m.seq), ('joint_states_rejected', m.rejected),
+            ('last_rejection', m.last_error), ('task', self.task), ('seed', self.seed),
+            ('camera_frames', self.camera.frames if self.camera else -1),
+            ('camera_skipped', self.camera.skipped if self.camera else 0))]
+        arr = DiagnosticArray(status=[st])
+        arr.header.stamp = self.get_clock().now().to_msg()
+        self.pub_diag.publish(arr)
 
 
 class CameraWorker(threading.Thread):
@@ -304,6 +412,15 @@ class CameraWorker(threading.Thread):
         self.busy = False
         self.frames = self.skipped = 0
         self.job = None
+        self.stopping = False
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Finish the frame in progress, close the renderers in this thread and end it (a
+        daemon thread still rendering while the process exits can crash it in the GL driver)."""
+        self.stopping = True
+        self.wake.set()
+        if self.is_alive():
+            self.join(timeout)
 
     def offer(self, data, stamp, frame_id, then=()) -> bool:
         """Snapshot ``data`` for the next frame; False (frame skipped) while one renders."""
@@ -329,26 +446,33 @@ class CameraWorker(threading.Thread):
         if self.node.publish_depth:
             depth = mujoco.Renderer(self.model, self.height, self.width)
             depth.enable_depth_rendering()
-        while True:
-            self.wake.wait()
-            self.wake.clear()
-            stamp, frame_id, then, generation = self.job
-            rgb.update_scene(self.snapshot, camera=self.cam)
-            image = rgb.render().copy()
-            d = None
-            if depth is not None:
-                depth.update_scene(self.snapshot, camera=self.cam)
-                d = depth.render().astype(np.float32)
-            with self.lock:
-                self.busy = False
-            try:
-                with self.node.reset_lock:
-                    if generation != self.node.resets:
-                        continue  # the scene was reset while this frame rendered
-                    self.node.publish_images(image, d, stamp, frame_id, then)
-            except Exception:  # the context shut down under us: the node is stopping
-                return
-            self.frames += 1
+        try:
+            while not self.stopping:
+                self.wake.wait()
+                self.wake.clear()
+                if self.stopping:
+                    break
+                stamp, frame_id, then, generation = self.job
+                rgb.update_scene(self.snapshot, camera=self.cam)
+                image = rgb.render().copy()
+                d = None
+                if depth is not None:
+                    depth.update_scene(self.snapshot, camera=self.cam)
+                    d = depth.render().astype(np.float32)
+                with self.lock:
+                    self.busy = False
+                try:
+                    with self.node.reset_lock:
+                        if generation != self.node.resets or self.stopping:
+                            continue  # the scene was reset while this frame rendered
+                        self.node.publish_images(image, d, stamp, frame_id, then)
+                except Exception:  # the context shut down under us: the node is stopping
+                    return
+                self.frames += 1
+        finally:
+            for r in (rgb, depth):
+                if r is not None:
+                    r.close()
 
 
 def main(args=None):
