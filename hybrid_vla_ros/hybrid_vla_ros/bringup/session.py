@@ -4,6 +4,12 @@
 from a node of its own, and runs episodes: reset the sim to (task, seed), send the instruction on
 ``instruction``, follow the sub-goals, and read the outcome from the sim's evaluation-only
 ``ground_truth/task_status``. The demo, ``hybrid-vla eval --ros`` and the end-to-end tests use it.
+
+A reset between episodes first drops the strategic planner's plan (``strategic_planner/reset``)
+and waits until the motor level has stopped acting on it, then resets the scene and the chunk
+executor: the previous episode's plan never drives the new scene, and the next instruction is
+planned afresh even when it is the same sentence. An episode only accepts a plan made after its
+reset (the plan's stamp).
 """
 import json
 import os
@@ -84,8 +90,13 @@ class GraphSession:
         self.pub_instruction = n.create_publisher(String, 'instruction', COMMAND)
         self.set_task = n.create_client(SetTask, '/sim_arm/set_task')
         self.reset_executor = n.create_client(Trigger, 'chunk_executor/reset')
+        self.reset_planner = n.create_client(Trigger, 'strategic_planner/reset')
+        self.status_values: Dict[str, Dict[str, str]] = {}
+        self.last_chunk = 0.0   # time.monotonic() of the last action chunk seen
+        self.reset_stamp = 0    # ns, node clock: plans stamped before it are not this episode's
         self.wait(lambda: 'js' in self.latest and 'image' in self.latest
                   and self.set_task.service_is_ready()
+                  and self.reset_planner.service_is_ready()
                   and self._subscribed('instruction', 'strategic_planner')
                   and self._subscribed('subgoals', 'tactical_planner')
                   and self._motor_ready(), timeout, 'the graph to come up')
@@ -141,7 +152,9 @@ class GraphSession:
         if old is None or old.instruction != msg.instruction or \
                 old.active_index != msg.active_index or len(old.subgoals) != len(msg.subgoals):
             if not msg.subgoals:
-                self.on_event(f'  no plan for {msg.instruction!r} (planning error: see log)')
+                if msg.instruction:   # an empty instruction: the plan was dropped (reset)
+                    self.on_event(f'  no plan for {msg.instruction!r} (planning error: see '
+                                  'log)')
             elif msg.active_index < len(msg.subgoals):
                 sg = msg.subgoals[msg.active_index]
                 self.on_event(f'  sub-goal {msg.active_index + 1}/{len(msg.subgoals)}: '
@@ -151,6 +164,7 @@ class GraphSession:
 
     def _on_chunk(self, msg) -> None:
         from rclpy.time import Time
+        self.last_chunk = time.monotonic()
         obs = Time.from_msg(msg.observation_stamp).nanoseconds
         pub = Time.from_msg(msg.header.stamp).nanoseconds
         if obs > 0:
@@ -167,6 +181,7 @@ class GraphSession:
     def _on_diagnostics(self, msg) -> None:
         from hybrid_vla_ros.nodes.rate_monitor import parse_rate_values
         for st in msg.status:
+            self.status_values[st.name.split(':')[0]] = {kv.key: kv.value for kv in st.values}
             values = parse_rate_values(st.values)
             if values:
                 self.rate_counters[st.name.split(':')[0]] = values
@@ -207,15 +222,25 @@ class GraphSession:
                                f' (see {os.path.join(self.log_dir, "graph.log")})')
 
     # ------------------------------------------------------------------ episodes
-    def reset(self, task: str, seed: int) -> str:
+    def reset(self, task: str, seed: int, quiet: float = 0.3, quiet_timeout: float = 3.0) -> str:
+        """Drop the plan, wait until no action chunk came for ``quiet`` s (at most
+        ``quiet_timeout`` s), reset the scene to (task, seed) and the executor; returns the
+        task's default instruction."""
+        from std_srvs.srv import Trigger
+
         from hybrid_vla_msgs.srv import SetTask
+        dropped = self.reset_planner.call_async(Trigger.Request())
+        self.wait(dropped.done, 10.0, 'the strategic planner reset')
+        self.reset_stamp = self.node.get_clock().now().nanoseconds
+        end = time.monotonic() + quiet_timeout
+        while time.monotonic() < end and time.monotonic() - self.last_chunk < quiet:
+            self.spin(0.05)
         fut = self.set_task.call_async(SetTask.Request(task=task, seed=int(seed)))
         self.wait(fut.done, 10.0, 'set_task')
         res = fut.result()
         if not res.success:
             raise ValueError(res.message)
         if self.reset_executor.service_is_ready():  # hold the reset arm where it now is
-            from std_srvs.srv import Trigger
             done = self.reset_executor.call_async(Trigger.Request())
             self.wait(done.done, 10.0, 'the executor reset')
         self.latest.pop('status', None)
@@ -223,9 +248,22 @@ class GraphSession:
                   'the reset scene')
         return res.instruction
 
+    def _answers(self, plan, instruction: str) -> bool:
+        """Is ``plan`` this episode's answer to ``instruction`` (made after the reset)?"""
+        from rclpy.time import Time
+        return plan is not None and plan.instruction == instruction and \
+            Time.from_msg(plan.header.stamp).nanoseconds >= self.reset_stamp
+
     def run_episode(self, task: str, seed: int, instruction: Optional[str] = None,
-                    timeout: float = 60.0, settle: float = 1.0) -> dict:
-        """Reset, instruct, and run until the plan is done (+ ``settle`` s) or ``timeout``."""
+                    timeout: float = 60.0, settle: float = 1.0,
+                    horizon: Optional[float] = None) -> dict:
+        """Reset, instruct, and run until the plan is done (+ ``settle`` s) or ``timeout``.
+
+        With ``horizon`` (s of sim time), run until the sim's clock since the reset reaches it
+        instead, whatever the plan's progress (the no-ROS evaluation's episode length: the task's
+        ``max_steps`` control steps), or ``settle`` s after a planning error (an empty plan:
+        nothing will move). Note the no-ROS evaluation keeps driving the last sub-goal to the
+        end, while in the graph the levels below stop once the plan is complete."""
         from std_msgs.msg import String
         default = self.reset(task, seed)
         instruction = instruction or default
@@ -241,13 +279,16 @@ class GraphSession:
             if time.monotonic() - sent[0] > 10.0:
                 self.pub_instruction.publish(String(data=instruction))
                 sent[0] = time.monotonic()
-        self.wait(lambda: send() or (self.plan is not None
-                                     and self.plan.instruction == instruction),
-                  60.0, 'a plan')
+        self.wait(lambda: send() or self._answers(self.plan, instruction), 60.0, 'a plan')
         done_at = None
         while time.monotonic() - t0 < timeout:
             self.spin(0.1)
             p = self.plan
+            if horizon is not None and p.subgoals:
+                st = self.latest.get('status', {})
+                if st.get('seed') == seed and st.get('sim_time', 0.0) >= horizon:
+                    break
+                continue
             finished = bool(p.subgoals) and p.active_index >= len(p.subgoals)
             if (finished or not p.subgoals) and done_at is None:
                 done_at = time.monotonic()
@@ -261,5 +302,6 @@ class GraphSession:
                 'subgoals': len(self.plan.subgoals),
                 'subgoals_done': int(min(self.plan.active_index, len(self.plan.subgoals))),
                 'seconds': time.monotonic() - t0,
+                'sim_time': float(status.get('sim_time', float('nan'))),
                 'latency_ms_p50': float(np.median(lat)),
                 'latency_ms_p99': float(np.percentile(lat, 99))}

@@ -8,6 +8,9 @@ evaluation-only ``ground_truth/task_status``. Timing, all from message stamps / 
 * ``obs_to_command_ms``: joint state -> the first controller command published from the chunk
   computed from it (the executor's ``~/command_observation``: stamp of the command publish -
   the observation stamp): both hops, inference and the executor's wait.
+* ``replans``: sub-goals the strategic planner found stale and re-planned (``subgoal_timeout``),
+  ``discarded_plans``: plans that finished after a newer request or a reset (not applied); both
+  from its ``/diagnostics`` counters.
 * ``rates``: per level, the achieved rate and the deadline-miss fraction over the whole
   evaluation, from the nodes' cumulative counters in ``/diagnostics``. The deadline
   (:mod:`hybrid_vla_ros.nodes.rate_monitor`): a period of ``T = 1 / target_hz`` is missed when
@@ -28,7 +31,7 @@ import numpy as np
 def evaluate_ros(args) -> dict:
     from hybrid_vla_ros.bringup.session import GraphSession
     from hybrid_vla_ros.evaluation.hierarchy_eval import read_instructions
-    from hybrid_vla_ros.sim.tasks import get_task
+    from hybrid_vla_ros.sim.tasks import CONTROL_DT, get_task
 
     task = get_task(args.task)
     phrasings = None
@@ -49,12 +52,13 @@ def evaluate_ros(args) -> dict:
     with GraphSession(overrides=overrides, log_dir=log_dir,
                       on_event=lambda m: print(m, flush=True)) as session:
         before = session.rate_snapshot()
+        planner_before = dict(session.status_values.get('strategic_planner', {}))
         for i in range(args.episodes):
             seed = args.seed + i
             text = phrasings[i % len(phrasings)] if phrasings else task.instruction(seed)
             try:
                 r = session.run_episode(args.task, seed, text,
-                                        timeout=task.max_steps * 0.05 * 2 + 10)
+                                        timeout=task.max_steps * CONTROL_DT * 2 + 10)
             except TimeoutError as e:  # no plan answered the instruction: a failed episode
                 print(f'  episode failed: {e}', flush=True)
                 status = session.latest.get('status', {})
@@ -62,12 +66,15 @@ def evaluate_ros(args) -> dict:
                      status.get('seed') == seed,
                      'error_mm': float(status.get('error_mm', float('nan'))),
                      'subgoals': 0, 'subgoals_done': 0, 'timeout': True}
+            print(f"  -> {'success' if r['success'] else 'FAILED'}, error {r['error_mm']:.1f} mm, "
+                  f"{r['subgoals_done']}/{r['subgoals']} sub-goals", flush=True)
             latencies += session.chunk_latency_ms
             inference += session.chunk_inference
             command_latencies += session.command_latency_ms
             rows.append(r)
             load.append(os.getloadavg()[0])
         after = session.rate_snapshot()
+        planner_after = dict(session.status_values.get('strategic_planner', {}))
     e = np.array([r['error_mm'] for r in rows])
     return {'task': args.task, 'expert': args.expert, 'levels': 3, 'ros': True,
             'episodes': args.episodes, 'seed': args.seed,
@@ -77,6 +84,8 @@ def evaluate_ros(args) -> dict:
             'episodes_without_plan': sum(bool(r.get('timeout')) for r in rows),
             'subgoals_completed': float(np.mean([r['subgoals_done'] / max(1, r['subgoals'])
                                                  for r in rows])),
+            'replans': counter_growth(planner_before, planner_after, 'replans'),
+            'discarded_plans': counter_growth(planner_before, planner_after, 'discarded_plans'),
             'latency_ms': percentiles(latencies),
             'latency_by_expert_ms': by_expert(latencies, inference),
             'obs_to_command_ms': percentiles(command_latencies),
@@ -87,6 +96,14 @@ def evaluate_ros(args) -> dict:
             'wall_s': round(time.monotonic() - t_start, 1),
             'graph_overrides': extra,
             'logs': os.path.join(log_dir, 'graph.log')}
+
+
+def counter_growth(before: dict, after: dict, key: str):
+    """Growth of a cumulative counter of a node's /diagnostics values (None if not reported)."""
+    try:
+        return int(float(after[key]) - float(before.get(key, 0)))
+    except (KeyError, ValueError):
+        return None
 
 
 def percentiles(values) -> dict:

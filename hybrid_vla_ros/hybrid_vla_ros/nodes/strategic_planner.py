@@ -8,31 +8,46 @@ instruction callback before an image callback that was already queued), and publ
 ``active_index`` when the measured state completes the active sub-goal, and re-plans when a
 sub-goal goes stale. Bad instructions and planning failures are logged and produce an empty
 plan (the arm holds), never an action. ``/diagnostics`` carries the re-publish rate/deadline
-counters (:mod:`rate_monitor`).
+counters (:mod:`rate_monitor`), plan counts, re-plans and discarded plans.
+
+The model call runs in a worker thread (:class:`~hybrid_vla_ros.hierarchy.strategic_core.
+PlanWorker`: one plan at a time, the latest request wins), so the re-publish and progress timers
+never wait for a plan; the result is applied in the node's executor thread (a guard condition
+wakes it), and a plan started before a newer instruction, a re-plan or a reset is discarded when
+it finishes. The logic is the ROS-free :class:`~hybrid_vla_ros.hierarchy.strategic_core.
+StrategicCore`.
+
+``header.stamp`` of ``subgoals`` is the time the plan was made and is kept when the plan is
+re-published (also when ``active_index`` advances): it identifies the plan, so the tactical
+level recomputes waypoints for a new plan even when its instruction and sub-goal ids equal the
+previous one's (a re-plan, the next episode).
+
+``~/reset`` (std_srvs/Trigger): the scene was reset (e.g. between evaluation episodes): drop the
+plan, a waiting instruction and a running plan's result, and publish an empty plan (the levels
+below stop; the arm holds). Without it the same instruction sent for the new scene would be taken
+for a re-send while the old plan runs, and the old scene's plan kept.
 """
 import copy
-import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import String
+from std_srvs.srv import Trigger
 from visualization_msgs.msg import Marker, MarkerArray
 
 from hybrid_vla_msgs.msg import SubGoal, SubGoalList
-from hybrid_vla_ros.hierarchy.subgoal_progress import SubgoalProgress
+from hybrid_vla_ros.hierarchy.strategic_core import StrategicCore
 from hybrid_vla_ros.image_bridge import CvBridgeError, imgmsg_to_cv2
 from hybrid_vla_ros.nodes.conversions import arm_state, robot_kinematics, to_pose
 from hybrid_vla_ros.nodes.node_main import run_node
 from hybrid_vla_ros.nodes.parameters import describe as _d
 from hybrid_vla_ros.nodes.qos import COMMAND, LATCHED, SENSOR
 from hybrid_vla_ros.nodes.rate_monitor import RateMonitor, rate_values
-from hybrid_vla_ros.planning.skills import PlanningError
 from hybrid_vla_ros.planning.strategic_planner import DEFAULT_CHECKPOINT, StrategicPlanner
 
 MAX_INSTRUCTION = 300
-
 
 
 def check_instruction(text: str) -> str:
@@ -48,8 +63,12 @@ def check_instruction(text: str) -> str:
 
 
 class StrategicPlannerNode(Node):
-    def __init__(self):
-        super().__init__('strategic_planner')
+    """:param planner: an object with ``plan(text, image, camera, depth=None)`` to use instead
+    of loading the checkpoint (tests); ``node_kwargs`` go to ``rclpy.node.Node`` (e.g.
+    ``context``, ``parameter_overrides``)."""
+
+    def __init__(self, planner=None, **node_kwargs):
+        super().__init__('strategic_planner', **node_kwargs)
         p = self.declare_parameter
         self.joint_names = list(p('joint_names', [f'joint_{i}' for i in range(1, 8)],
                                   _d('arm joints')).value)
@@ -69,21 +88,17 @@ class StrategicPlannerNode(Node):
         if len(self.extrinsics) != 16 or self.extrinsics[15] != 1.0:
             raise ValueError(f'camera_extrinsics must be a 4x4 homogeneous transform (16 values,'
                              f' last = 1), got {self.extrinsics}')
-        self.planner = StrategicPlanner.from_checkpoint(
+        self.planner = planner or StrategicPlanner.from_checkpoint(
             ckpt or DEFAULT_CHECKPOINT, backend=backend, model_path=vlm_path or None)
         self.kin = robot_kinematics(urdf_file)
-        self.progress = SubgoalProgress(timeout=self.timeout)
-        self.image = self.depth = self.info = None
-        self.image_time = 0.0
-        self.image_stamp = self.depth_stamp = 0.0
-        self.pending_since = 0.0
+        # the worker thread only triggers this; the result is applied in the executor thread
+        self._plan_done = self.create_guard_condition(self.on_plan_done)
+        self.core = StrategicCore(self._run_plan, subgoal_timeout=self.timeout,
+                                  image_timeout=self.image_timeout,
+                                  on_result=self._plan_done.trigger)
+        self.info = None
         self.state = None
-        self.instruction = ''
-        self.pending = None
-        self.plan = None
         self.msg = None
-        self.plan_ms = []
-        self.errors = 0
         self.monitor = RateMonitor(self.rate)
 
         self.pub = self.create_publisher(SubGoalList, 'subgoals', LATCHED)
@@ -94,6 +109,7 @@ class StrategicPlannerNode(Node):
         self.create_subscription(Image, 'camera/depth/image_raw', self.on_depth, SENSOR)
         self.create_subscription(CameraInfo, 'camera/camera_info', self.on_info, SENSOR)
         self.create_subscription(JointState, js_topic, self.on_joint_state, SENSOR)
+        self.create_service(Trigger, '~/reset', self.on_reset)
         self.create_timer(0.1, self.on_progress)
         self.create_timer(1.0 / self.rate, self.on_republish)
         self.create_timer(1.0, self.on_diagnostics)
@@ -101,44 +117,46 @@ class StrategicPlannerNode(Node):
     def now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
+    def destroy_node(self):
+        self.core.close()
+        return super().destroy_node()
+
     # ---------------------------------------------------------------- inputs
     def on_instruction(self, msg: String) -> None:
         try:
             text = check_instruction(msg.data)
         except ValueError as e:
-            self.errors += 1
+            self.core.errors += 1
             self.get_logger().error(f'rejected instruction: {e}')
             return
-        if self.plan is not None and text == self.instruction and self.msg is not None \
-                and self.msg.active_index < len(self.plan.subgoals):
-            self.get_logger().info('same instruction while its plan runs: keeping the plan')
+        if not self.core.request(text, self.now()):
+            self.get_logger().info('same instruction while it is planned or its plan runs: '
+                                   'keeping the plan')
             return
-        self.pending, self.pending_since = text, self.now()
-        self.try_plan()
+        self._log_waiting()
 
     def on_image(self, msg: Image) -> None:
         try:
-            self.image = imgmsg_to_cv2(msg, desired_encoding='rgb8')
-            self.image_time = self.now()
-            self.image_stamp = Time.from_msg(msg.header.stamp).nanoseconds * 1e-9
+            image = imgmsg_to_cv2(msg, desired_encoding='rgb8')
         except CvBridgeError as e:
             self.get_logger().error(f'camera image rejected: {e}', throttle_duration_sec=2.0)
             return
-        if self.pending:
-            self.try_plan()
+        self.core.observe_image(image, Time.from_msg(msg.header.stamp).nanoseconds * 1e-9,
+                                self.now())
 
     def on_depth(self, msg: Image) -> None:
         try:
-            self.depth = imgmsg_to_cv2(msg, desired_encoding='32FC1')
-            self.depth_stamp = Time.from_msg(msg.header.stamp).nanoseconds * 1e-9
+            depth = imgmsg_to_cv2(msg, desired_encoding='32FC1')
         except CvBridgeError as e:
             self.get_logger().error(f'depth image rejected: {e}', throttle_duration_sec=2.0)
             return
-        if self.pending:
-            self.try_plan()
+        self.core.observe_depth(depth, Time.from_msg(msg.header.stamp).nanoseconds * 1e-9,
+                                self.now())
 
     def on_info(self, msg: CameraInfo) -> None:
         self.info = msg
+        self.core.set_camera({'width': msg.width, 'height': msg.height, 'K': list(msg.k),
+                              'T_base_camera': self.extrinsics})
 
     def on_joint_state(self, msg: JointState) -> None:
         try:
@@ -146,46 +164,56 @@ class StrategicPlannerNode(Node):
         except ValueError as e:
             self.get_logger().error(f'joint_states ignored: {e}', throttle_duration_sec=2.0)
 
+    def on_reset(self, request, response):
+        was = self.core.instruction
+        self.core.reset(self.now())
+        self.publish_plan()
+        response.success = True
+        response.message = f'plan dropped ({was!r})' if was else 'no plan'
+        self.get_logger().info(f'reset: {response.message}')
+        return response
+
     # ---------------------------------------------------------------- planning
-    def try_plan(self) -> None:
-        if self.image is None or self.info is None or \
-                self.now() - self.image_time > self.image_timeout or \
-                self.image_stamp < self.pending_since or \
-                (self.depth is not None and self.depth_stamp < self.pending_since):
+    def _run_plan(self, req):
+        """In the worker thread: the model call only (no node state is touched)."""
+        return self.planner.plan(req.instruction, req.image, req.camera, depth=req.depth)
+
+    def _log_waiting(self) -> None:
+        if self.core.waiting_for_image():
             self.get_logger().info('instruction waiting for a camera image',
                                    throttle_duration_sec=2.0)
-            return
-        text, self.pending = self.pending, None
-        self.instruction = text
-        t0 = time.perf_counter()
-        try:
-            camera = {'width': self.info.width, 'height': self.info.height,
-                      'K': list(self.info.k), 'T_base_camera': self.extrinsics}
-            self.plan = self.planner.plan(text, self.image, camera, depth=self.depth)
-        except PlanningError as e:
-            self.errors += 1
-            self.plan = None
-            self.get_logger().error(f'planning failed for {text!r}: {e}; holding')
-            self.publish_plan(0)
-            return
-        self.plan_ms.append((time.perf_counter() - t0) * 1e3)
-        self.progress.reset(self.now())
-        steps = ', '.join(f'{s.skill}({s.object} @ {s.position[0]:.3f},{s.position[1]:.3f},'
-                          f'{s.position[2]:.3f})' for s in self.plan.subgoals)
-        self.get_logger().info(f'plan for {text!r}: {steps}')
-        self.publish_plan(0)
 
-    def publish_plan(self, active: int) -> None:
-        msg = SubGoalList(instruction=self.instruction, active_index=active)
-        msg.header.stamp = self.get_clock().now().to_msg()
+    def on_plan_done(self) -> None:
+        for kind, r in self.core.collect(self.now()):
+            text = r.request.instruction
+            if kind == 'discarded':
+                self.get_logger().info(f'discarded a plan for {text!r} made before a newer '
+                                       f'request or a reset ({r.ms:.0f} ms)')
+            elif kind == 'error':
+                self.get_logger().error(f'planning failed for {text!r}: {r.error}; holding')
+                self.publish_plan()
+            else:
+                steps = ', '.join(f'{s.skill}({s.object} @ {s.position[0]:.3f},'
+                                  f'{s.position[1]:.3f},{s.position[2]:.3f})'
+                                  for s in r.plan.subgoals)
+                self.get_logger().info(f'plan for {text!r} ({r.request.reason}, {r.ms:.0f} ms):'
+                                       f' {steps}')
+                self.publish_plan()
+
+    def publish_plan(self) -> None:
+        """Publish the core's plan (``header.stamp`` = the plan's stamp, see the module)."""
+        c = self.core
+        msg = SubGoalList(instruction=c.instruction, active_index=c.active)
+        stamp = c.stamp if c.stamp is not None else self.now()
+        msg.header.stamp = Time(nanoseconds=int(round(stamp * 1e9))).to_msg()
         msg.header.frame_id = self.frame
-        if self.plan is not None:
-            for sg in self.plan.subgoals:
+        if c.plan is not None:
+            for sg in c.plan.subgoals:
                 msg.subgoals.append(SubGoal(
                     id=sg.id, skill=sg.skill, object=sg.object, description=sg.description,
                     target_pose=to_pose(sg.position, sg.orientation),
                     confidence=float(sg.confidence), gripper=float(sg.gripper)))
-            for name, g in self.plan.scene.items():
+            for name, g in c.plan.scene.items():
                 msg.scene_objects.append(name)
                 msg.scene_poses.append(to_pose(g['pos'], (0.0, 0.0, 0.0, 1.0)))
         self.msg = msg
@@ -193,34 +221,29 @@ class StrategicPlannerNode(Node):
         self.publish_markers()
 
     def on_progress(self) -> None:
-        if self.plan is None or self.state is None or self.msg is None:
+        c = self.core
+        if c.pending is not None:
+            c.poll(self.now())   # e.g. the camera info came after the image
+        if self.state is None or not c.running:
             return
-        i = self.msg.active_index
-        if i >= len(self.plan.subgoals):
-            return
-        sg = self.plan.subgoals[i]
+        i, sg = c.active, c.plan.subgoals[c.active]
         tool, _ = self.kin.fk(self.state[:7])
-        status = self.progress.update(self.now(), sg.skill, sg.position, tool, self.state[7])
+        status = c.update_progress(self.now(), tool, self.state[7])
         if status == 'done':
-            self.get_logger().info(f'sub-goal {i + 1}/{len(self.plan.subgoals)} done: '
-                                   f'{sg.skill} {sg.object}')
-            self.progress.reset(self.now())
-            self.publish_plan(i + 1)
-            if i + 1 == len(self.plan.subgoals):
-                self.get_logger().info(f'plan complete: {self.instruction!r}')
-        elif status == 'stale' and not self.pending:
-            # once: a re-plan waits for a camera image newer than this moment, so re-arming
-            # it on every progress tick would never let it plan
+            n = len(c.plan.subgoals)
+            self.get_logger().info(f'sub-goal {i + 1}/{n} done: {sg.skill} {sg.object}')
+            self.publish_plan()
+            if c.active == n:
+                self.get_logger().info(f'plan complete: {c.instruction!r}')
+        elif status == 'replan':
             self.get_logger().warning(f'sub-goal {sg.id} stale after {self.timeout:.0f} s: '
-                                   're-planning')
-            self.pending, self.pending_since = self.instruction, self.now()
-            self.try_plan()
+                                      're-planning')
+            self._log_waiting()
 
     def on_republish(self) -> None:
         if self.msg is not None:
             now = self.get_clock().now()
-            self.msg.header.stamp = now.to_msg()
-            self.pub.publish(self.msg)
+            self.pub.publish(self.msg)   # same stamp: the same plan (see the module)
             self.monitor.tick(now.nanoseconds * 1e-9)
         else:
             self.monitor.idle()
@@ -246,14 +269,16 @@ class StrategicPlannerNode(Node):
 
     def on_diagnostics(self) -> None:
         st = DiagnosticStatus(name='strategic_planner', hardware_id='planner')
-        st.level = DiagnosticStatus.OK if self.plan is not None else DiagnosticStatus.WARN
-        st.message = 'planning' if self.plan is not None else 'no plan'
-        ms = self.plan_ms[-20:] or [float('nan')]
+        c = self.core
+        st.level = DiagnosticStatus.OK if c.plan is not None else DiagnosticStatus.WARN
+        st.message = 'planning' if c.plan is not None else 'no plan'
+        ms = c.plan_ms[-20:] or [float('nan')]
         st.values = [KeyValue(key=k, value=str(v)) for k, v in (
-            ('last_plan_ms', f'{ms[-1]:.1f}'), ('errors', self.errors),
+            ('last_plan_ms', f'{ms[-1]:.1f}'), ('errors', c.errors),
             ('active_index', self.msg.active_index if self.msg else -1),
-            ('plan_ms_max', f'{max(ms):.1f}'), ('plans', len(self.plan_ms)))] + \
-            rate_values(self.monitor)
+            ('plan_ms_max', f'{max(ms):.1f}'), ('plans', len(c.plan_ms)),
+            ('replans', c.replans), ('discarded_plans', c.discarded),
+            ('planning', c.planning))] + rate_values(self.monitor)
         arr = DiagnosticArray(status=[st])
         arr.header.stamp = self.get_clock().now().to_msg()
         self.pub_diag.publish(arr)

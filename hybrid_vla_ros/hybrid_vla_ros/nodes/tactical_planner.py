@@ -3,6 +3,13 @@
 Waypoints are computed when a sub-goal becomes active (from the tool pose at that moment, the
 sub-goal, and the obstacle the strategic level grounded) and re-published at ``rate`` Hz with a
 fresh stamp; nothing is published without an active sub-goal (the arm then holds).
+
+A sub-goal becomes active when the plan's active index moves or a new plan arrives. A new plan
+is told apart from a re-publication of the same one by its ``header.stamp`` (the strategic
+planner keeps it when re-publishing): a re-plan or the next episode's plan for the same
+instruction, with the same sub-goal ids, gets waypoints from the tool pose of that moment, as
+the no-ROS hierarchy (``evaluation/hierarchy_eval.py``) does. The waypoints of a newly active
+sub-goal go out when the plan arrives, not at the next tick.
 """
 import time
 
@@ -25,8 +32,10 @@ from hybrid_vla_ros.planning.tactical_planner import TacticalPlanner
 
 
 class TacticalPlannerNode(Node):
-    def __init__(self):
-        super().__init__('tactical_planner')
+    """``node_kwargs`` go to ``rclpy.node.Node`` (e.g. ``context``, ``parameter_overrides``)."""
+
+    def __init__(self, **node_kwargs):
+        super().__init__('tactical_planner', **node_kwargs)
         p = self.declare_parameter
         self.joint_names = list(p('joint_names', [f'joint_{i}' for i in range(1, 8)],
                                   _d('arm joints')).value)
@@ -48,11 +57,25 @@ class TacticalPlannerNode(Node):
         self.pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.create_subscription(SubGoalList, 'subgoals', self.on_subgoals, LATCHED)
         self.create_subscription(JointState, js_topic, self.on_joint_state, SENSOR)
-        self.create_timer(1.0 / self.rate, self.on_tick)
+        self.timer = self.create_timer(1.0 / self.rate, self.on_tick)
         self.create_timer(1.0, self.on_diagnostics)
+
+    @staticmethod
+    def subgoal_key(plan: SubGoalList):
+        """Identity of the active sub-goal of ``plan`` (None if it has none): the plan's stamp
+        (its identity), its instruction and frame, the active index and sub-goal id."""
+        if plan is None or plan.active_index >= len(plan.subgoals):
+            return None
+        st = plan.header.stamp
+        return (plan.instruction, plan.active_index, plan.subgoals[plan.active_index].id,
+                plan.header.frame_id, st.sec, st.nanosec)
 
     def on_subgoals(self, msg: SubGoalList) -> None:
         self.plan = msg
+        key = self.subgoal_key(msg)
+        if key is not None and key != self.key and self.state is not None:
+            self.on_tick()        # a newly active sub-goal: its waypoints now
+            self.timer.reset()    # and the 5 Hz re-publication phased from here
 
     def on_joint_state(self, msg: JointState) -> None:
         try:
@@ -63,12 +86,13 @@ class TacticalPlannerNode(Node):
     def on_tick(self) -> None:
         t0 = time.perf_counter()
         plan = self.plan
-        if plan is None or self.state is None or plan.active_index >= len(plan.subgoals):
+        key = self.subgoal_key(plan)
+        if key is None or self.state is None:
             self.out = None
+            self.key = None   # whatever comes next is a newly active sub-goal
             self.monitor.idle()
             return
         sg = plan.subgoals[plan.active_index]
-        key = (plan.instruction, plan.active_index, sg.id, plan.header.frame_id)
         if key != self.key:
             try:
                 self.out = self.compute(plan, sg)
