@@ -26,8 +26,21 @@ def test_follows_a_single_chunk():
     for t in np.arange(0.0, 0.07, DT):
         s.tick(t, measured=np.zeros(7))
     q, g = s.tick(0.07, measured=np.zeros(7))
-    assert np.allclose(q, 0.5 * 0.07)
+    # step k's target holds for its step (the policies' training semantics), reached from
+    # step k-1's over the first blend_time (default 50 ms, capped at the 20 ms step here):
+    # t = 0.07 is inside step 3 (0.06 .. 0.08), half-way through the ramp from step 2
+    assert np.allclose(q, 0.5 * 0.05)
     assert g == 0.0
+    assert np.allclose(s.tick(0.0799, measured=np.zeros(7))[0], 0.5 * 0.06, atol=1e-4)
+    # never ahead of the step's own target (the old interpolation towards step k+1 was)
+    for t in np.arange(0.08, 0.16, DT):
+        k = np.floor(t / 0.02 + 1e-9)
+        assert np.all(s.tick(t, measured=np.zeros(7))[0] <= 0.5 * 0.02 * k + 1e-9)
+    hard = ChunkStream(J, LIM, blend_time=0.0)  # no ramp: a pure zero-order hold
+    chunk(hard, ramp(np.zeros(7), 0.5), t0=0.0, now=0.0)
+    for t in np.arange(0.0, 0.07, DT):
+        hard.tick(t, measured=np.zeros(7))
+    assert np.allclose(hard.tick(0.07, measured=np.zeros(7))[0], 0.5 * 0.06)
 
 
 def test_new_chunk_blends_without_a_jump():
@@ -39,7 +52,8 @@ def test_new_chunk_blends_without_a_jump():
     out += [s.tick(t, None)[0] for t in np.arange(0.05, 0.15, DT)]
     steps = np.abs(np.diff(np.array(out), axis=0)).max()
     assert steps < 0.02, f'largest per-tick step {steps:.4f} rad'
-    assert np.allclose(out[-1], 0.075 + 0.5 * (0.14 - 0.05), atol=1e-6)
+    # t = 0.14: half-way from the new chunk's step 3 (0.06 s in) to its step 4
+    assert np.allclose(out[-1], 0.075 + 0.5 * 0.07, atol=1e-6)
 
 
 def test_never_outside_position_or_velocity_limits():

@@ -56,11 +56,14 @@ class GraphProcesses:
     :param specs: the graph (ROS-install-only nodes are skipped with a note).
     :param overrides: ``{node_name: {param: value}}`` applied after the YAML.
     :param stop_timeout: seconds each stop stage (SIGINT, then SIGTERM) may take.
+    :param env: the children's environment (default: this process's).
     """
 
     def __init__(self, specs: Sequence[NodeSpec], *,
                  overrides: Optional[Mapping[str, Mapping[str, object]]] = None,
-                 stop_timeout: float = 10.0, log=print, stdout=None, stderr=None):
+                 stop_timeout: float = 10.0, log=print, stdout=None, stderr=None,
+                 env: Optional[Mapping[str, str]] = None):
+        self.env = None if env is None else dict(env)
         self.specs = [s for s in specs if not s.ros_install_only]
         self.skipped = [s for s in specs if s.ros_install_only]
         self.overrides = dict(overrides or {})
@@ -84,7 +87,7 @@ class GraphProcesses:
         """(Re)start one node of the graph by name."""
         spec = next(s for s in self.specs if s.name == name)
         proc = subprocess.Popen(node_command(spec, self.overrides.get(name)),
-                                stdout=self.stdout, stderr=self.stderr)
+                                stdout=self.stdout, stderr=self.stderr, env=self.env)
         self.procs[name] = proc
         self.stopped.discard(name)
         self.log(f'[launch] started {name} (pid {proc.pid})')

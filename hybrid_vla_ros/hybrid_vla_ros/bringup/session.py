@@ -13,6 +13,7 @@ reset (the plan's stamp).
 """
 import json
 import os
+import random
 import time
 from typing import Callable, Dict, List, Optional
 
@@ -21,6 +22,8 @@ import numpy as np
 from hybrid_vla_ros.bringup.graph import arm_graph, recorder_spec
 from hybrid_vla_ros.bringup.process_launcher import GraphProcesses
 
+PRIVATE_DOMAINS = (1, 101)  # ROS 2's safe range on Linux (0 is everyone's default)
+
 
 class GraphSession:
     """:param overrides: ``{node: {param: value}}``; :param bag: MCAP path to record into;
@@ -28,7 +31,17 @@ class GraphSession:
 
     def __init__(self, *, robot: str = 'arm7', overrides: Optional[Dict] = None,
                  bag: Optional[str] = None, log_dir: str = '.', on_event: Callable = print,
-                 keep_frames: bool = False):
+                 keep_frames: bool = False, domain_id: Optional[int] = None):
+        # The graph's DDS domain: the caller's, else ROS_DOMAIN_ID if set, else a private one
+        # (two sessions on one machine, e.g. two evaluations, must not drive each other's sim)
+        env_domain = os.environ.get('ROS_DOMAIN_ID', '').strip()
+        if domain_id is None:
+            domain_id = int(env_domain) if env_domain else \
+                random.SystemRandom().randint(*PRIVATE_DOMAINS)
+        self.domain_id = int(domain_id)
+        self.env = dict(os.environ, ROS_DOMAIN_ID=str(self.domain_id))
+        if not env_domain:  # a private domain stays on this machine
+            self.env.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
         self.specs = arm_graph(robot=robot, hardware='sim')
         if bag:
             self.specs.append(recorder_spec(bag))
@@ -63,10 +76,11 @@ class GraphSession:
         self._log = open(os.path.join(self.log_dir, 'graph.log'), 'w')
         self.procs = GraphProcesses(self.specs, overrides=self.overrides,
                                     log=lambda m: self._log.write(m + '\n'),
-                                    stdout=self._log, stderr=self._log)
+                                    stdout=self._log, stderr=self._log, env=self.env)
+        self.on_event(f'graph on ROS_DOMAIN_ID={self.domain_id} (export it to watch in rviz)')
         self.procs.start()
         self.context = rclpy.Context()
-        rclpy.init(context=self.context)
+        rclpy.init(context=self.context, domain_id=self.domain_id)
         self.node = rclpy.create_node('hybrid_vla_session', context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)

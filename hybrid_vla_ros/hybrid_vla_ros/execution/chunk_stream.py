@@ -2,13 +2,15 @@
 
 A motor policy publishes chunks of H joint targets every ~50 ms, each starting at its stamp;
 consecutive chunks overlap. At every controller tick the executor samples the newest chunk at the
-current time and cross-fades from the previous one over ``blend_time`` (a real-time-chunking
+current time (each step's target held for its step) and cross-fades from the previous one over
+``blend_time`` (a real-time-chunking
 style blend: the command stays continuous when a new chunk disagrees with the old). The result
 is clamped to the joint position limits and rate-limited to the velocity limits. It holds (repeats
 the last safe command) when there is no chunk, when the newest chunk has run out or is older
 than ``chunk_timeout``, when the heartbeat from upstream is lost, or on an e-stop.
 """
 from dataclasses import dataclass
+import math
 from typing import Optional, Sequence
 
 import numpy as np
@@ -33,19 +35,26 @@ class Chunk:
     def t_end(self) -> float:
         return self.t0 + self.step * (len(self.positions) - 1)
 
+    ramp: float = 0.0         # s to move from step k-1's target to step k's (0: a jump)
+    entry: Optional[tuple] = None  # (q, g) commanded at t0: where step 0's ramp starts
+
     def sample(self, t: float):
-        """Linear interpolation at ``t`` (clamped to the chunk's span)."""
-        s = (t - self.t0) / self.step
-        H = len(self.positions)
-        if s <= 0:
-            return self.positions[0], float(self.gripper[0])
-        if s >= H - 1:
-            return self.positions[-1], float(self.gripper[-1])
-        k = int(s)
-        a = s - k
-        q = (1 - a) * self.positions[k] + a * self.positions[k + 1]
-        g = (1 - a) * self.gripper[k] + a * self.gripper[k + 1]
-        return q, float(g)
+        """Step ``k``'s target during [t0 + k step, t0 + (k + 1) step), reached from step
+        k-1's along a straight line over the first ``ramp`` s of the step (clamped to the
+        chunk's span; with ``ramp`` = step, the chunk's targets joined by lines, each reached at
+        the end of its step; step 0's line starts at ``entry``, the command when the chunk
+        took over). This is what a chunk means to the policies, which were trained and evaluated
+        holding each step's target for its step: interpolating towards the *next* step's
+        target instead commands the arm ahead of the policy and, while it servos at a target,
+        makes it drift millimetres past it. The ramp keeps the command continuous (no jerk
+        spike at step boundaries); continuity between chunks is the stream's blend."""
+        k = min(max(math.floor((t - self.t0) / self.step), 0), len(self.positions) - 1)
+        into = t - self.t0 - k * self.step
+        if into >= self.ramp or (k == 0 and self.entry is None):
+            return self.positions[k], float(self.gripper[k])
+        q0, g0 = (self.positions[k - 1], self.gripper[k - 1]) if k else self.entry
+        a = max(into, 0.0) / self.ramp  # linear: constant velocity within a step
+        return (1 - a) * q0 + a * self.positions[k], float((1 - a) * g0 + a * self.gripper[k])
 
 
 @dataclass(frozen=True)
@@ -110,6 +119,9 @@ class ChunkStream:
         # Blend from the command function in effect now (itself possibly mid-blend), so a chunk
         # that arrives during a blend still starts from a continuous command.
         self.blend_from = self._command_fn(now)
+        if self.blend_from is not None:  # step 0's target is reached from the command at t0
+            q, g = self.blend_from(chunk.t0)
+            chunk.entry = (np.array(q, dtype=float), float(g))
         self.current = chunk
         self.switch_time = now
         return chunk
@@ -158,7 +170,8 @@ class ChunkStream:
         p = p.reshape(H, len(names))[:, order]
         if g.size == 0:
             g = np.full(H, self.last_grip)
-        return Chunk(float(t0), float(step), p, np.clip(g, 0.0, 1.0), float(now), expert)
+        return Chunk(float(t0), float(step), p, np.clip(g, 0.0, 1.0), float(now), expert,
+                     min(self.blend_time, float(step)))
 
     def clear(self) -> None:
         """Forget the chunks and the last command: the next tick holds at the measured position
