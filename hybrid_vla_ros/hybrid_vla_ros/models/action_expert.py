@@ -199,6 +199,8 @@ class ActionExpert(nn.Module):
         with torch.no_grad():
             want = self.infer(obs, args[-1], steps)
             got = kernel(*args)
+        if isinstance(want, torch.Tensor):  # one chunk (token), not (refined, coarse)
+            got, want = (got,), (want,)
         if all(torch.allclose(g, w, atol=1e-5, rtol=0) for g, w in zip(got, want)):
             return kernel
         warnings.warn(f'{self.name}: the CPU kernel does not match eager here; using the '
