@@ -392,6 +392,8 @@ class HostCoarseToFine:
 
     Call: ``kernel(*obs_tensors, noise) -> (refined, coarse)`` absolute (B, H, D) torch tensors,
     like the traced graph; ``NonFiniteOutputError`` (a ValueError) instead of a non-finite chunk.
+    Built from a module with ``steps == 0`` (``FusedToken``: the token pass alone, no refiner),
+    it stops after the coarse chunk and returns it twice (``refined`` is ``coarse``).
     """
 
     def __init__(self, fused: nn.Module) -> None:
