@@ -1,11 +1,16 @@
 # hybrid_vla_ros: two commands for a machine without ROS.
-#   make demo   set up (if needed) and run the demo
+#   make demo   set up (if needed) and run the demo (make demo ROBOT=arm6: another arm,
+#               a config name or a robot YAML path; CHECKPOINTS=DIR EXPERT=NAME: its motor
+#               checkpoints, e.g. from hybrid_vla_ros/bench/bench_new_arm.py)
 #   make test   set up (if needed) and run the whole test suite
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 ENV := source scripts/env.sh &&
 TESTS ?= hybrid_vla_ros/test
 PYTEST_ARGS ?=
+ROBOT ?=
+CHECKPOINTS ?=
+EXPERT ?=
 
 .PHONY: help setup test demo lint bench clean
 
@@ -19,7 +24,8 @@ test: setup
 	@$(ENV) python -m pytest $(TESTS) $(PYTEST_ARGS)
 
 demo: setup
-	@$(ENV) python -m hybrid_vla_ros.cli demo
+	@$(ENV) python -m hybrid_vla_ros.cli demo $(if $(ROBOT),--robot $(ROBOT)) \
+		$(if $(CHECKPOINTS),--checkpoints $(CHECKPOINTS)) $(if $(EXPERT),--expert $(EXPERT))
 
 lint: setup
 	@$(ENV) ruff check hybrid_vla_ros

@@ -14,6 +14,17 @@ NODES = [
     'motor_policy',
     'chunk_executor',
     'sim_arm',
+    'scene_camera',
+]
+
+
+# Executables of the graph that are not nodes/ modules: (name, module); the launchers start
+# them by these names (`ros2 launch`) or modules (the pip-only launcher).
+TOOLS = [
+    ('bag_recorder', 'hybrid_vla_ros.nodes.topic_recorder'),   # `--bag`: records the graph
+    ('rerun_viewer', 'hybrid_vla_ros.viewer.live_viewer'),    # `--view`: the rerun viewer
+    # arm.launch.py's start-up gate: exits once motor and executor report ~/ready
+    ('wait_ready', 'hybrid_vla_ros.bringup.wait_ready'),
 ]
 
 
@@ -57,6 +68,6 @@ setup(
     entry_points={
         'console_scripts': _node_entry_points() + [
             'hybrid-vla = hybrid_vla_ros.cli:main',
-        ],
+        ] + [f'{name} = {module}:main' for name, module in TOOLS],
     },
 )

@@ -59,7 +59,7 @@ if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
   # torch's dependency resolution may lift setuptools past colcon-core's pin; put it back.
   "$VENV/bin/pip" install -q --disable-pip-version-check "setuptools==79.0.1" 2>&1 \
     | grep -v '^WARNING: Location' || true
-  "$VENV/bin/python" -c 'import rclpy, torch, mujoco, mcap' \
+  "$VENV/bin/python" -c 'import rclpy, torch, mujoco, mcap, pyarrow, pandas, av, rerun' \
     || { echo "[setup] error: the Python environment is incomplete (see pip output above)" >&2; exit 1; }
   echo "$want" > "$stamp"
 else

@@ -3,7 +3,7 @@
 # router) from the collected demonstrations into OUT (default runs/train_defaults), timed: two
 # streams on the two cores, then the router, which labels from the freshly trained experts.
 #   bash scripts/train_defaults.sh [OUT]
-# Needs the datasets of hybrid_vla_ros/checkpoints/motor/TRAINED_WITH.md under runs/data2/.
+# Needs the datasets of hybrid_vla_ros/checkpoints/arm7/motor/TRAINED_WITH.md under runs/data2/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -20,10 +20,10 @@ PA=$!
 ( hybrid-vla train motor --expert coarse_to_fine --data $D --out "$OUT/motor/coarse_to_fine" \
       --steps 4000 --val-every 2000 --threads 1
   echo "stream B: coarse_to_fine done at $(( $(date +%s) - T0 )) s"
-  python -m hybrid_vla_ros.planning.cli strategic --out "$OUT/planner" --episodes 60 --seed 0 \
+  python -m hybrid_vla_ros.training.planner_cli strategic --out "$OUT/planner" --episodes 60 --seed 0 \
       --threads 1
   echo "stream B: strategic done at $(( $(date +%s) - T0 )) s"
-  python -m hybrid_vla_ros.planning.cli tactical --out "$OUT/planner" --episodes 100 --seed 0 \
+  python -m hybrid_vla_ros.training.planner_cli tactical --out "$OUT/planner" --episodes 100 --seed 0 \
       --threads 1 --epochs 150
   echo "stream B: tactical done at $(( $(date +%s) - T0 )) s" ) > "$OUT/stream_b.log" 2>&1 &
 PB=$!

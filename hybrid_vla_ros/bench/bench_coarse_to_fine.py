@@ -7,7 +7,7 @@ executes ACT's temporal ensemble of the last M chunks (see ``evaluation/motor_ev
 table is printed for M = 1 (the latest chunk only) and for the given M.
 
     python hybrid_vla_ros/bench/bench_coarse_to_fine.py \
-        --checkpoints hybrid_vla_ros/checkpoints/motor --episodes 100 --ensemble 8
+        --checkpoints hybrid_vla_ros/checkpoints/arm7/motor --episodes 100 --ensemble 8
 """
 import argparse
 import json
@@ -15,14 +15,17 @@ import os
 
 import torch
 
+from hybrid_vla_ros.domain.seeds import EVAL_SEED_START
 from hybrid_vla_ros.evaluation.motor_eval import evaluate_motor
+from hybrid_vla_ros.robot import DEFAULT_ROBOT
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--checkpoints', required=True)
+    ap.add_argument('--robot', default=DEFAULT_ROBOT, metavar='NAME|PATH.yaml')
     ap.add_argument('--episodes', type=int, default=30)
-    ap.add_argument('--seed', type=int, default=1_000_000)
+    ap.add_argument('--seed', type=int, default=EVAL_SEED_START)
     ap.add_argument('--bins', default='64,128,256')
     ap.add_argument('--refine-steps', type=int, default=5)
     ap.add_argument('--sweep', default='0,1,2,5,10', help='K values for the plot')
@@ -46,7 +49,7 @@ def main():
             for k in (0, a.refine_steps):
                 r = evaluate_motor('reach', 'coarse_to_fine', a.episodes, a.seed, bins=b,
                                    refine_steps=k, checkpoints=a.checkpoints, progress=False,
-                                   ensemble=m, temperature=a.temperature)
+                                   ensemble=m, temperature=a.temperature, robot=a.robot)
                 rows.append(r)
                 label = 'coarse only' if k == 0 else f'coarse + {k} flow steps'
                 print(f"| {b} | {label} | {m} | {r['median_error_mm']:.3f} | "
@@ -56,7 +59,7 @@ def main():
     for k in [int(x) for x in a.sweep.split(',')]:
         r = evaluate_motor('reach', 'coarse_to_fine', a.episodes, a.seed, bins=a.sweep_bins,
                            refine_steps=k, checkpoints=a.checkpoints, progress=False,
-                           ensemble=a.ensemble, temperature=a.temperature)
+                           ensemble=a.ensemble, temperature=a.temperature, robot=a.robot)
         sweep.append(r)
         print(f"K={k}: median {r['median_error_mm']:.3f} mm, p95 {r['p95_error_mm']:.3f} mm, "
               f"success {100 * r['success_rate']:.0f}%, {r['inference_ms_p50']:.2f} ms",

@@ -12,21 +12,23 @@ import argparse
 import numpy as np
 
 from hybrid_vla_ros.execution.chunk_stream import ChunkStream, ExecutorLimits
+from hybrid_vla_ros.robot import DEFAULT_ROBOT, load_robot
 
-J = [f'joint_{i}' for i in range(1, 8)]
 
-
-def run(blend_time, seconds, noise, seed):
+def run(blend_time, seconds, noise, seed, joints):
+    """A synthetic stream over ``joints`` (limits +-3 rad, 2 rad/s: the blend is measured, not
+    the robot)."""
+    J, n = list(joints), len(joints)
     rng = np.random.default_rng(seed)
-    lim = ExecutorLimits(np.full(7, -3.0), np.full(7, 3.0), np.full(7, 2.0))
+    lim = ExecutorLimits(np.full(n, -3.0), np.full(n, 3.0), np.full(n, 2.0))
     s = ChunkStream(J, lim, blend_time=blend_time, chunk_timeout=1.0)
-    ref = lambda t: 0.4 * np.sin(2 * np.pi * 0.25 * t + np.arange(7))  # noqa: E731
+    ref = lambda t: 0.4 * np.sin(2 * np.pi * 0.25 * t + np.arange(n))  # noqa: E731
     dt, chunk_dt, H, step = 0.01, 0.05, 8, 0.05
     out, next_chunk = [], 0.0
     for k in range(int(seconds / dt)):
         t = k * dt
         if t >= next_chunk - 1e-9:
-            offset = rng.normal(0, noise, 7)
+            offset = rng.normal(0, noise, n)
             rows = np.array([ref(t + i * step) + offset for i in range(H)])
             s.add_chunk(joint_names=J, positions=rows.ravel(), gripper=np.zeros(H), horizon=H,
                         t0=t, step=step, now=t)
@@ -44,14 +46,17 @@ def main():
     ap.add_argument('--seconds', type=float, default=60.0)
     ap.add_argument('--noise', type=float, default=0.002, help='per-chunk offset sigma (rad)')
     ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--robot', default=DEFAULT_ROBOT, metavar='NAME|PATH.yaml',
+                    help='its joint names and count')
     a = ap.parse_args()
+    joints = load_robot(a.robot).joint_names
     print(f'chunks every 50 ms, H=8, controller 100 Hz, {a.seconds:.0f} s, '
           f'chunk disagreement sigma {a.noise * 1e3:.1f} mrad, seed {a.seed}')
     print('| blend_time | RMS jerk (rad/s^3) | max jerk (rad/s^3) | max step (mrad) |')
     print('|---|---|---|---|')
     rows = {}
     for bt in (0.0, 0.02, 0.05, 0.1):
-        rows[bt] = run(bt, a.seconds, a.noise, a.seed)
+        rows[bt] = run(bt, a.seconds, a.noise, a.seed, joints)
         rms, mx, stp = rows[bt]
         print(f'| {bt * 1e3:.0f} ms | {rms:.1f} | {mx:.1f} | {stp * 1e3:.2f} |')
     print(f'RMS jerk, hard switch / 50 ms blend: {rows[0.0][0] / rows[0.05][0]:.1f}x')

@@ -15,6 +15,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from hybrid_vla_ros.robot import DEFAULT_ROBOT  # noqa: E402
 from hybrid_vla_ros.sim.arm_sim import ArmSim  # noqa: E402
 from hybrid_vla_ros.sim.rollout import rollout  # noqa: E402
 from hybrid_vla_ros.sim.tasks import task_names  # noqa: E402
@@ -25,8 +26,9 @@ def main(argv=None):
     ap.add_argument('--episodes', type=int, default=200)
     ap.add_argument('--seed0', type=int, default=0)
     ap.add_argument('--tasks', nargs='*', default=task_names())
+    ap.add_argument('--robot', default=DEFAULT_ROBOT, metavar='NAME|PATH.yaml')
     args = ap.parse_args(argv)
-    sim = ArmSim()
+    sim = ArmSim(robot=args.robot)
     rows = []
     failures = {}
     for task in args.tasks:

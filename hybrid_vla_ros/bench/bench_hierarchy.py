@@ -8,7 +8,9 @@ from types import SimpleNamespace
 
 import torch
 
+from hybrid_vla_ros.domain.seeds import EVAL_SEED_START
 from hybrid_vla_ros.evaluation.hierarchy_eval import evaluate_hierarchy
+from hybrid_vla_ros.robot import DEFAULT_ROBOT
 
 TASKS = ('reach', 'pick_place', 'detour', 'stack')  # by complexity
 
@@ -16,8 +18,10 @@ TASKS = ('reach', 'pick_place', 'detour', 'stack')  # by complexity
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--episodes', type=int, default=10)
-    ap.add_argument('--seed', type=int, default=1_000_000)
+    ap.add_argument('--seed', type=int, default=EVAL_SEED_START)
     ap.add_argument('--expert', default='flow')
+    ap.add_argument('--robot', default=DEFAULT_ROBOT, metavar='NAME|PATH.yaml')
+    ap.add_argument('--checkpoints', default=None, help='motor checkpoints of that robot')
     ap.add_argument('--tasks', default=','.join(TASKS))
     ap.add_argument('--plot', default='docs/hierarchy_depth.png')
     a = ap.parse_args()
@@ -27,8 +31,8 @@ def main():
     for t in tasks:
         for levels in (2, 3):
             args = SimpleNamespace(task=t, levels=levels, expert=a.expert, episodes=a.episodes,
-                                   seed=a.seed, instructions=None, checkpoints=None, bins=None,
-                                   refine_steps=None)
+                                   seed=a.seed, instructions=None, checkpoints=a.checkpoints,
+                                   bins=None, refine_steps=None, robot=a.robot)
             rows[(t, levels)] = r = evaluate_hierarchy(args, progress=False)
             print(f"{t:>10} levels={levels}: success {100 * r['success_rate']:.0f}%, median "
                   f"{r['median_error_mm']:.1f} mm, exact-match {r['subgoal_exact_match']:.2f}",

@@ -18,19 +18,21 @@ import numpy as np
 import torch
 
 from hybrid_vla_ros.motor.policy import MotorPolicy, motor_checkpoint
-from hybrid_vla_ros.nodes.conversions import robot_kinematics
+from hybrid_vla_ros.robot import DEFAULT_ROBOT, load_robot
 
 EXPERTS = ('token', 'flow', 'diffusion', 'coarse_to_fine')
 BLOCK = 25
 
 
-def observations(n: int, seed: int = 0):
+def observations(n: int, seed: int = 0, robot=DEFAULT_ROBOT):
     """Plausible inputs: joint states near the arm's home pose, waypoints around the tool."""
     rng = np.random.default_rng(seed)
-    kin = robot_kinematics('arm7.urdf.xacro')
+    robot = load_robot(robot)
+    kin = robot.kinematics()
     out = []
     for _ in range(n):
-        q = rng.normal(0.0, 0.3, 7)
+        q = np.clip(robot.home_q + rng.normal(0.0, 0.3, robot.n_joints), robot.lower,
+                    robot.upper)
         pos, quat = kin.fk(q)
         wp = np.concatenate([pos + rng.normal(0.0, 0.05, 3), quat, [rng.uniform()]])
         out.append((np.concatenate([q, [rng.uniform()]]).astype(np.float32),
@@ -42,16 +44,20 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--iters', type=int, default=400)
     ap.add_argument('--threads', type=int, default=1)
+    ap.add_argument('--robot', default=DEFAULT_ROBOT, metavar='NAME|PATH.yaml')
+    ap.add_argument('--checkpoints', default=None,
+                    help='motor checkpoints of that robot (default: the shipped ones)')
     args = ap.parse_args(argv)
+    joints = load_robot(args.robot).joint_names
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    paths = {e: motor_checkpoint(e) for e in EXPERTS}
-    policies = {'captured': MotorPolicy.from_checkpoints(paths, capture='whole'),
-                'traced': MotorPolicy.from_checkpoints(paths, capture='whole'),
-                'eager': MotorPolicy.from_checkpoints(paths, capture=None)}
+    paths = {e: motor_checkpoint(e, root=args.checkpoints, robot=args.robot) for e in EXPERTS}
+    policies = {mode: MotorPolicy.from_checkpoints(paths, joint_names=joints, capture=capture)
+                for mode, capture in (('captured', 'whole'), ('traced', 'whole'),
+                                      ('eager', None))}
     for expert in policies['traced'].experts.values():
         expert.host_kernel = False  # the traced TorchScript graph even where a kernel exists
-    obs = observations(64)
+    obs = observations(64, robot=args.robot)
     for p in policies.values():
         p.warmup()
     times = {(e, m): [] for e in EXPERTS for m in policies}

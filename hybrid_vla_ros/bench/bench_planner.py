@@ -30,6 +30,9 @@ import time
 
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 os.environ.setdefault('MUJOCO_GL', 'egl')
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+
+from hybrid_vla_ros.robot import DEFAULT_ROBOT, load_robot  # noqa: E402
 
 
 def _stats(samples_ms) -> dict:
@@ -50,7 +53,8 @@ def _time(fn, repeats: int, warmup: int = 3) -> dict:
     return _stats(out)
 
 
-def closed_loop(sp, tp, tasks, episodes: int, held_out: bool, seed0: int = 500_000) -> dict:
+def closed_loop(sp, tp, tasks, episodes: int, held_out: bool, seed0: int = 500_000,
+                robot=None) -> dict:
     """Levels 3+2 in the sim with the scripted expert's motor layer (see module docstring)."""
     import numpy as np
 
@@ -58,7 +62,7 @@ def closed_loop(sp, tp, tasks, episodes: int, held_out: bool, seed0: int = 500_0
     from hybrid_vla_ros.sim.arm_sim import ArmSim
     from hybrid_vla_ros.sim.scripted_expert import joint_trajectory
     from hybrid_vla_ros.sim.tasks import CONTROL_DT, get_task
-    sim = ArmSim()
+    sim = ArmSim(robot=robot or DEFAULT_ROBOT)
     n_sub = int(round(CONTROL_DT / sim.timestep))
     out = {}
     for name in tasks:
@@ -113,6 +117,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--checkpoint', type=Path, default=here / 'checkpoints' / 'planner')
     ap.add_argument('--threads', type=int, default=1)
+    ap.add_argument('--robot', default=DEFAULT_ROBOT, metavar='NAME|PATH.yaml')
     ap.add_argument('--repeats', type=int, default=30)
     ap.add_argument('--json', type=Path, default=None)
     ap.add_argument('--closed-loop', type=int, default=0, metavar='N',
@@ -128,15 +133,17 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
 
     from hybrid_vla_ros.planning.backbones import image_to_tensor, shared_text, shared_vision
-    from hybrid_vla_ros.planning.skills import PlanningError
-    from hybrid_vla_ros.planning.strategic_planner import StrategicPlanner, locate
+    from hybrid_vla_ros.planning.grounding import locate
+    from hybrid_vla_ros.planning.skills import PlanningError, plan_bounds
+    from hybrid_vla_ros.planning.strategic_planner import StrategicPlanner
     from hybrid_vla_ros.planning.tactical_planner import TacticalPlanner
     from hybrid_vla_ros.sim.arm_sim import ArmSim
     from hybrid_vla_ros.sim.scripted_expert import plan as expert_plan
     from hybrid_vla_ros.sim.scripted_expert import task_state
     from hybrid_vla_ros.sim.tasks import get_task
 
-    sim = ArmSim()
+    robot = load_robot(args.robot)
+    sim = ArmSim(robot=robot)
     scenes = []
     for i, task in enumerate(('pick_place', 'stack', 'reach', 'detour', 'multimodal') * 8):
         sim.reset(task, 9000 + i)
@@ -145,7 +152,8 @@ def main(argv=None) -> int:
                        task_state(sim)))
     vision, text = shared_vision(), shared_text()
     planner = StrategicPlanner.from_checkpoint(args.checkpoint)
-    tactical = TacticalPlanner.from_checkpoint(args.checkpoint)
+    tactical = TacticalPlanner.from_checkpoint(args.checkpoint, robot=robot)
+    planner.bounds = plan_bounds(robot.kinematics().reach())
     res = {'threads': args.threads, 'image_px': list(scenes[0][1].shape[:2])}
     k = {'i': 0}
 
@@ -225,7 +233,7 @@ def main(argv=None) -> int:
     if args.closed_loop:
         res['closed_loop'] = closed_loop(planner, tactical, ('reach', 'pick_place', 'detour',
                                                              'stack', 'multimodal'),
-                                         args.closed_loop, args.held_out)
+                                         args.closed_loop, args.held_out, robot=robot)
         res['closed_loop_held_out_phrasings'] = args.held_out
         for name, v in res['closed_loop'].items():
             print(f'closed loop {name:12s} success {v["success_rate"]:.2f}  median error '

@@ -15,6 +15,8 @@ import json
 import subprocess
 import sys
 
+from hybrid_vla_ros.domain.seeds import EVAL_SEED_START  # noqa: E402
+
 NODES = ('sim_arm', 'strategic_planner', 'tactical_planner', 'expert_router', 'motor_policy',
          'chunk_executor')
 BEFORE = [f'{n}:{k}={v}' for n in NODES for k, v in (
@@ -62,7 +64,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--task', default='pick_place')
     ap.add_argument('--episodes', type=int, default=8)
-    ap.add_argument('--seed', type=int, default=1_000_000)
+    ap.add_argument('--seed', type=int, default=EVAL_SEED_START)
     ap.add_argument('--parse', nargs=2, metavar=('BEFORE', 'AFTER'),
                     help='tabulate two existing eval --ros outputs instead of running')
     args = ap.parse_args(argv)

@@ -11,7 +11,9 @@ import json
 import numpy as np
 import torch
 
+from hybrid_vla_ros.domain.seeds import EVAL_SEED_START
 from hybrid_vla_ros.evaluation.motor_eval import evaluate_motor
+from hybrid_vla_ros.robot import DEFAULT_ROBOT
 
 TASKS = ('reach', 'pick_place', 'stack', 'multimodal', 'detour')
 EXPERTS = ('token', 'flow', 'diffusion', 'coarse_to_fine', 'router')
@@ -20,10 +22,11 @@ EXPERTS = ('token', 'flow', 'diffusion', 'coarse_to_fine', 'router')
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--episodes', type=int, default=10)
-    ap.add_argument('--seed', type=int, default=1_000_000)
+    ap.add_argument('--seed', type=int, default=EVAL_SEED_START)
     ap.add_argument('--tasks', default=','.join(TASKS))
     ap.add_argument('--experts', default=','.join(EXPERTS))
     ap.add_argument('--checkpoints', default=None)
+    ap.add_argument('--robot', default=DEFAULT_ROBOT, metavar='NAME|PATH.yaml')
     ap.add_argument('--out', default=None, help='also write the table as JSON')
     a = ap.parse_args()
     torch.set_num_threads(1)
@@ -32,7 +35,7 @@ def main():
     for e in experts:
         for t in tasks:
             table[(e, t)] = evaluate_motor(t, e, a.episodes, a.seed, checkpoints=a.checkpoints,
-                                           progress=False)
+                                           progress=False, robot=a.robot)
             r = table[(e, t)]
             print(f"{e:>15} {t:>11}: success {100 * r['success_rate']:5.1f}%  median "
                   f"{r['median_error_mm']:8.2f} mm  used {r['experts_used']}", flush=True)

@@ -13,6 +13,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'
 
 import numpy as np  # noqa: E402
 
+from hybrid_vla_ros.robot import DEFAULT_ROBOT  # noqa: E402
 from hybrid_vla_ros.sim.arm_sim import ArmSim  # noqa: E402
 
 
@@ -28,7 +29,7 @@ def run(sim, sim_seconds, render_hz, control_hz=20):
     k = 0
     while k < total:
         amp = 0.2 * rng.uniform(0.9, 1)
-        sim.set_joint_targets(q0 + amp * np.sin(0.5 * sim.time + np.arange(7)))
+        sim.set_joint_targets(q0 + amp * np.sin(0.5 * sim.time + np.arange(len(q0))))
         sim.step(n_ctrl)
         k += n_ctrl
         if render_every and k % render_every < n_ctrl:
@@ -43,11 +44,13 @@ def main(argv=None):
     ap.add_argument('--seconds', type=float, default=5.0, help='simulated seconds per case')
     ap.add_argument('--render-hz', type=float, default=20.0)
     ap.add_argument('--size', type=int, default=128)
+    ap.add_argument('--robot', default=DEFAULT_ROBOT, metavar='NAME|PATH.yaml')
     args = ap.parse_args(argv)
-    sim = ArmSim(camera_width=args.size, camera_height=args.size)
+    sim = ArmSim(robot=args.robot, camera_width=args.size, camera_height=args.size)
     sim.reset('pick_place', 0)
     sim.step(10)
-    print(f"MUJOCO_GL={os.environ.get('MUJOCO_GL')}, timestep {sim.timestep * 1000:.1f} ms, "
+    print(f"robot {sim.robot.name}, MUJOCO_GL={os.environ.get('MUJOCO_GL')}, "
+          f'timestep {sim.timestep * 1000:.1f} ms, '
           f'{args.seconds:.0f} simulated s per case, camera {args.size}x{args.size}, '
           f'pick_place scene ({sim.data.ncon} contacts at rest), control 20 Hz')
     print(f"{'case':<28}{'steps/s':>12}{'real-time x':>13}{'frames/s':>10}")

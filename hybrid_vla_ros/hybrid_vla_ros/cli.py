@@ -12,12 +12,25 @@ import sys
 COMMANDS = {
     'demo': ('hybrid_vla_ros.demo', 'run the demo (see README)'),
     'collect': ('hybrid_vla_ros.data.collect',
-                'record scripted-expert demonstrations into a dataset folder'),
+                'record scripted-expert demonstrations into a LeRobot v3 dataset'),
+    'dataset': ('hybrid_vla_ros.data.dataset_cli',
+                'LeRobot v3 datasets: from-bag (MCAP bags -> dataset), info'),
+    'view': ('hybrid_vla_ros.viewer.view_command',
+             'show a bag or a dataset in rerun (native, --web, or --save FILE.rrd)'),
     'train': ('hybrid_vla_ros.training.cli', 'train a level (motor, strategic, tactical, router)'),
     'eval': ('hybrid_vla_ros.evaluation.cli', 'closed-loop evaluation (JSON on the last line)'),
     'launch': ('hybrid_vla_ros.bringup.launch_command',
                'bring up a node graph as OS processes (pip-only ros2 launch)'),
 }
+
+
+def add_robot_argument(parser: argparse.ArgumentParser) -> None:
+    """``--robot NAME|PATH.yaml``: the robot every sub-command works on (see
+    :func:`hybrid_vla_ros.robot.load_robot`); its default is the one ``DEFAULT_ROBOT``."""
+    from hybrid_vla_ros.robot.model import DEFAULT_ROBOT
+    parser.add_argument('--robot', default=DEFAULT_ROBOT, metavar='NAME|PATH.yaml',
+                        help='robot: a config name in config/ or a robot YAML '
+                             f'(default {DEFAULT_ROBOT})')
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,9 +2,10 @@
 
 Brings up sim_arm + strategic_planner + tactical_planner + expert_router + motor_policy +
 chunk_executor as separate processes with the shipped checkpoints, sends "put the red cube on the
-blue pad" and one more instruction, prints progress per sub-goal, records every topic into an
-MCAP bag, renders the rollout with the waypoints drawn into a GIF and an image strip, and ends
-with a one-line summary.
+blue pad" and one more instruction as ``ExecuteInstruction`` goals (the strategic planner's
+action), prints progress per sub-goal and each goal's result, records every topic into an MCAP
+bag (and the same run as a rerun recording, ``demo.rrd``), renders the rollout with the
+waypoints drawn into a GIF and an image strip, and ends with a one-line summary.
 """
 import argparse
 import os
@@ -19,6 +20,14 @@ EPISODES = (('pick_place', 1000029, 'put the red cube on the blue pad'),
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from hybrid_vla_ros.cli import add_robot_argument
+    from hybrid_vla_ros.models.registry import expert_names
+    add_robot_argument(parser)
+    parser.add_argument('--expert', default='router', choices=list(expert_names()) + ['router'],
+                        help='motor expert of the graph (default: the router picks)')
+    parser.add_argument('--checkpoints', default=None,
+                        help="motor checkpoints for --robot (<expert>/, router/; default: the "
+                             'shipped ones, made for the default arm)')
     parser.add_argument('--out', default='runs/demo', help='folder for bag, GIF, logs')
     parser.add_argument('--timeout', type=float, default=60.0, help='seconds per episode')
 
@@ -66,18 +75,25 @@ def render_video(frames, cam, path_gif, path_strip, scale=2):
 
 def run(args) -> int:
     from hybrid_vla_ros.bringup.session import GraphSession
+    from hybrid_vla_ros.evaluation.ros_eval import check_graph_checkpoints, graph_overrides
+    from hybrid_vla_ros.robot import load_robot
     from hybrid_vla_ros.sim.arm_sim import ArmSim
 
+    robot = load_robot(args.robot)
+    check_graph_checkpoints(robot, args.expert, args.checkpoints)
+    overrides = graph_overrides(argparse.Namespace(
+        task=EPISODES[0][0], seed=EPISODES[0][1], expert=args.expert,
+        checkpoints=args.checkpoints))
     os.makedirs(args.out, exist_ok=True)
     bag = os.path.join(args.out, 'demo.mcap')
     if os.path.exists(bag):
         os.remove(bag)
     t0 = time.monotonic()
+    print(f'demo: robot {robot.name} ({robot.n_joints} joints, {robot.config_file})')
     print('demo: starting the graph (sim_arm, strategic_planner, tactical_planner, '
           'expert_router, motor_policy, chunk_executor, bag recorder)...')
     results = []
-    session = GraphSession(overrides={'sim_arm': {'task': EPISODES[0][0],
-                                                  'seed': EPISODES[0][1]}},
+    session = GraphSession(robot=robot.config_file, overrides=overrides,
                            bag=bag, log_dir=args.out, keep_frames=True,
                            on_event=lambda m: print(f'demo: {m}', flush=True))
     try:
@@ -87,17 +103,21 @@ def run(args) -> int:
             r = session.run_episode(task, seed, text, timeout=args.timeout)
             results.append(r)
             print(f"demo: {task}: {'SUCCESS' if r['success'] else 'FAILED'}, error "
-                  f"{r['error_mm']:.1f} mm, {r['subgoals_done']}/{r['subgoals']} sub-goals, "
+                  f"{r['error_mm']:.1f} mm, goal {r['outcome']} ({r['message']}), "
+                  f"{r['subgoals_done']}/{r['subgoals']} sub-goals, "
                   f"{r['seconds']:.0f} s, joint state -> chunk p50 {r['latency_ms_p50']:.1f} ms",
                   flush=True)
     finally:
         frames = session.frames if session.node is not None else []
         session.stop()
-    sim = ArmSim()
+    sim = ArmSim(robot=robot)
     render_video(frames, sim.camera_info(), os.path.join(args.out, 'demo.gif'),
                  os.path.join(args.out, 'demo_strip.png'))
     sim.close()
+    from hybrid_vla_ros.viewer.view_command import record
+    rrd = os.path.join(args.out, 'demo.rrd')  # the bag in rerun: `rerun runs/demo/demo.rrd`
+    record(bag, robot, rrd)
     ok = sum(r['success'] for r in results)
     print(f'demo: {ok}/{len(results)} tasks succeeded in {time.monotonic() - t0:.0f} s; bag '
-          f'{bag}, video {os.path.join(args.out, "demo.gif")}')
+          f'{bag}, rerun recording {rrd}, video {os.path.join(args.out, "demo.gif")}')
     return 0 if ok == len(results) else 1

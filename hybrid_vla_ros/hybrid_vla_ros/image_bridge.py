@@ -1,7 +1,8 @@
 """numpy <-> sensor_msgs/Image conversion with cv_bridge's API, without OpenCV.
 
-PyPI's ``cv-bridge`` is a broken ROS 1 port (see shared/ROS_WHEELS.md), so this module mirrors
-the parts of ``cv_bridge.CvBridge`` the stack needs::
+PyPI's ``cv-bridge`` (1.13.0.post0) is an old ROS 1 port that does not work with NumPy 2 and
+current OpenCV (docs/architecture.md, "ROS 2 from pip"), so this module mirrors the parts of
+``cv_bridge.CvBridge`` the stack needs::
 
     bridge = CvBridge()
     msg = bridge.cv2_to_imgmsg(rgb_array, encoding='rgb8', header=header)

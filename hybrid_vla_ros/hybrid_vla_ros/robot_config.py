@@ -38,15 +38,9 @@ class RobotConfig:
 
 
 def config_dir() -> str:
-    """The package's config folder: installed share/ if found, else the source tree."""
-    try:
-        from ament_index_python.packages import get_package_share_directory
-        share = os.path.join(get_package_share_directory(PACKAGE), 'config')
-        if os.path.isdir(share):
-            return share
-    except Exception:  # not installed / no ament index: fall back to the source tree
-        pass
-    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'config')
+    """The package's config folder (installed share/ or the source tree: :mod:`.resources`)."""
+    from .resources import find
+    return find(PACKAGE, 'config')
 
 
 def config_path(robot: str) -> str:
@@ -69,10 +63,14 @@ def load_parameters(robot: str) -> Dict[str, Dict[str, Any]]:
     return out
 
 
-def load_robot_config(robot: str = 'arm7') -> RobotConfig:
-    """Read and validate the ``/**`` section of ``config/<robot>.yaml``."""
+def load_robot_config(robot: str) -> RobotConfig:
+    """Read and validate the ``/**`` section of ``config/<robot>.yaml`` (or a YAML path)."""
     path = config_path(robot)
-    params = load_parameters(robot).get('/**', {})
+    return robot_config_from_parameters(load_parameters(robot).get('/**', {}), path)
+
+
+def robot_config_from_parameters(params: Dict[str, Any], path: str) -> RobotConfig:
+    """Validate the shared robot parameters ``params`` (``path`` names their source in errors)."""
     known = {f.name: f for f in fields(RobotConfig)}
     values = {k: v for k, v in params.items() if k in known}
     for name, f in known.items():
@@ -86,7 +84,7 @@ def load_robot_config(robot: str = 'arm7') -> RobotConfig:
         raise ConfigError(f"{path}: key 'joint_names' = {names!r} has duplicates")
     values['joint_names'] = tuple(names)
     for k, v in values.items():
-        if k != 'joint_names' and not isinstance(v, str):
-            raise ConfigError(f"{path}: key '{k}' = {v!r}, expected a string")
+        if k != 'joint_names' and not isinstance(v, str) or k != 'joint_names' and not v:
+            raise ConfigError(f"{path}: key '/**.{k}' = {v!r}, expected a non-empty string")
     # Extra shared keys are allowed: nodes may declare them as parameters.
     return RobotConfig(**values)

@@ -1,21 +1,19 @@
-"""Where the shipped checkpoints are: ``$HYBRID_VLA_CHECKPOINTS``, the source tree, or the
-installed ``share/hybrid_vla_ros/checkpoints`` (setup.py installs them there)."""
+"""Where the shipped checkpoints are: ``$HYBRID_VLA_CHECKPOINTS``, the installed
+``share/hybrid_vla_ros/checkpoints`` (setup.py installs them there) or the source tree — the one
+lookup of :mod:`hybrid_vla_ros.resources`."""
 import os
+
+from hybrid_vla_ros.resources import candidates, find
 
 ENV_VAR = 'HYBRID_VLA_CHECKPOINTS'
 
 
 def checkpoint_root() -> str:
-    env = os.environ.get(ENV_VAR)
-    if env:
-        return env
-    # realpath: a colcon --symlink-install build links the package back to the source tree
-    src = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))),
-                       'checkpoints')
-    if os.path.isdir(src):
-        return src
+    """The checkpoints folder (``<robot>/motor/``, ``planner/``)."""
+    if os.environ.get(ENV_VAR):   # the user's choice, even before it exists (errors name it)
+        return os.environ[ENV_VAR]
     try:
-        from ament_index_python.packages import get_package_share_directory
-        return os.path.join(get_package_share_directory('hybrid_vla_ros'), 'checkpoints')
-    except Exception:  # no ament index: report the source location in errors
-        return src
+        return find('hybrid_vla_ros', 'checkpoints', ENV_VAR)
+    except FileNotFoundError:  # nothing shipped anywhere: name the first place in errors
+        first = next(iter(candidates('hybrid_vla_ros', 'checkpoints', ENV_VAR)), None)
+        return first or os.path.join(os.getcwd(), 'checkpoints')

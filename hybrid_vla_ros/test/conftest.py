@@ -7,9 +7,18 @@
   static peers from the environment are dropped.
 
 Subprocesses started by the tests inherit both through ``os.environ``.
+
+A test run started in the background of a non-interactive shell (``cmd &``, nohup) inherits
+SIGINT *ignored*, and Python then installs no Ctrl-C handler, in this process or in the nodes it
+starts: the Ctrl-C tests would test nothing. SIGINT gets Python's default handler back here
+(a handled signal is reset to the default on exec, so the nodes get theirs too).
 """
 import os
 import random
+import signal
+
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 os.environ['ROS_DOMAIN_ID'] = os.environ.get(
     'HYBRID_VLA_TEST_DOMAIN_ID', str(random.SystemRandom().randint(1, 100)))

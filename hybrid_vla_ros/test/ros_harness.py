@@ -7,6 +7,16 @@ import time
 import rclpy
 
 
+def graph_domain(offset: int) -> int:
+    """A DDS domain of its own for one test module's graph: ``offset`` (1..99) away from the
+    test session's ``ROS_DOMAIN_ID`` (1..100, set by conftest). A stopped graph's endpoints
+    outlive it until their lease ends, and a node of the previous module's graph still going
+    down must not be taken for this graph's node of the same name."""
+    if not 0 < offset < 100:
+        raise ValueError(f'offset must be in 1..99, got {offset}')
+    return (int(os.environ['ROS_DOMAIN_ID']) - 1 + offset) % 100 + 1
+
+
 class RosProbe:
     """An rclpy node in the test process with helpers to wait on topics."""
 

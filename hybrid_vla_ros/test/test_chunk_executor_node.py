@@ -7,12 +7,11 @@ from std_msgs.msg import Bool, Float64MultiArray
 
 from hybrid_vla_msgs.msg import ActionChunk
 from hybrid_vla_ros.nodes.qos import COMMAND, LATCHED, SENSOR
-from hybrid_vla_ros.sim.description import joint_limits, urdf_string
+from hybrid_vla_ros.robot import load_robot
 
-JOINTS = [f'joint_{i}' for i in range(1, 8)]
-LIM = joint_limits(urdf_string())
-LOWER = np.array([LIM[j]['lower'] for j in JOINTS])
-UPPER = np.array([LIM[j]['upper'] for j in JOINTS])
+ROBOT = load_robot()   # the default robot, what both nodes get without parameters
+JOINTS = list(ROBOT.joint_names)
+LOWER, UPPER = ROBOT.lower, ROBOT.upper
 
 
 @pytest.fixture(scope='module')
@@ -82,9 +81,9 @@ def test_holds_when_chunks_stop(graph):
 
 def test_garbage_chunks_are_rejected(graph):
     hold = arm(graph)
-    n = 8 * 7
+    n = 8 * ROBOT.n_joints
     for positions, names in (([float('nan')] * n, JOINTS), ([0.0] * (n - 1), JOINTS),
-                             ([0.0] * n, JOINTS[:6] + ['wrist_9']),
+                             ([0.0] * n, JOINTS[:-1] + ['wrist_9']),
                              ([1e6] * n, JOINTS)):
         send_chunk(graph, None, positions=positions, names=names)
     graph.spin_for(1.0)

@@ -30,7 +30,8 @@ def test_follows_a_single_chunk():
     # step k-1's over the first blend_time (default 50 ms, capped at the 20 ms step here):
     # t = 0.07 is inside step 3 (0.06 .. 0.08), half-way through the ramp from step 2
     assert np.allclose(q, 0.5 * 0.05)
-    assert g == 0.0
+    assert g is None  # the gripper's position was never measured: nothing is sent for it
+    assert s.tick(0.071, measured=np.zeros(7), measured_gripper=0.0)[1] == 0.0
     assert np.allclose(s.tick(0.0799, measured=np.zeros(7))[0], 0.5 * 0.06, atol=1e-4)
     # never ahead of the step's own target (the old interpolation towards step k+1 was)
     for t in np.arange(0.08, 0.16, DT):
@@ -126,8 +127,39 @@ def test_estop_and_heartbeat_hold():
 def test_before_any_chunk_it_holds_the_measured_position():
     s = ChunkStream(J, LIM)
     assert s.tick(0.0, None)[0] is None  # nothing known: send nothing
-    q, _ = s.tick(0.01, np.full(7, 5.0))  # measured out of limits -> clamped hold
+    # measured far out of limits: clamping it would be a jump, so nothing is commanded
+    assert s.tick(0.01, np.full(7, 5.0))[0] is None
+    assert 'outside the joint limits' in s.hold_reason
+    # just past a limit (within one command's velocity budget): clamped hold
+    q, _ = s.tick(0.02, np.full(7, 2.0 + 0.5 * LIM.velocity[0] * s.max_dt))
     assert np.array_equal(q, np.full(7, 2.0))
+    q, _ = s.tick(0.03, np.full(7, 0.5))
+    assert np.array_equal(q, np.full(7, 2.0))  # holding; a 1.5 rad move is no re-sync (off)
+
+
+def test_a_chunk_before_any_joint_state_commands_nothing():
+    # an executor restarted while the motor keeps publishing: the chunk's target is 2.5 rad
+    # from where the arm is; nothing may be sent until the arm's position is measured, then
+    # the command moves from there at the velocity limit
+    s = ChunkStream(J, LIM)
+    chunk(s, np.full((8, 7), 1.9), t0=0.0, now=0.0)
+    for t in (0.0, 0.01, 0.02):
+        assert s.tick(t, None) == (None, None)
+    q0, _ = s.tick(0.03, np.full(7, -0.6))
+    assert np.array_equal(q0, np.full(7, -0.6))
+    q1, _ = s.tick(0.04, np.full(7, -0.6))
+    assert np.allclose(q1, -0.6 + LIM.velocity * DT)
+
+
+def test_gripper_obeys_its_joint_limits():
+    lim = ExecutorLimits(LIM.lower, LIM.upper, LIM.velocity, gripper_open=0.04,
+                         gripper_closed=0.0, gripper_velocity=0.2)
+    s = ChunkStream(J, lim)
+    chunk(s, np.zeros((8, 7)), t0=0.0, now=0.0, gripper=np.ones(8))  # close at once
+    fingers = [s.tick(t, np.zeros(7), 0.04)[1] for t in np.arange(0.0, 0.25, DT)]
+    steps = np.abs(np.diff(fingers))
+    assert fingers[0] == 0.04 and np.all(steps <= 0.2 * DT + 1e-12)
+    assert fingers[-1] == pytest.approx(0.0)  # closed after 0.2 s at 0.2 m/s
 
 
 def test_first_command_moves_from_the_measured_position_at_the_velocity_limit():

@@ -88,6 +88,20 @@ def test_ros2_control_block(root):
     assert all(lim[n]['lower'] <= home[n] <= lim[n]['upper'] for n in ARM)
 
 
+def test_mimic_finger_is_state_only_and_follows_the_urdf_mimic(root):
+    """ros2_control (Jazzy+) reads mimic joints from the URDF's <mimic>; mock_components then
+    sets the mimicking joint's state from the mimicked one. It has no command interface (the
+    gripper controller commands finger_left_joint only)."""
+    rc = root.find('ros2_control')
+    assert rc.find("hardware/param[@name='calculate_dynamics']").text == 'false'
+    right = next(j for j in rc.findall('joint') if j.get('name') == 'finger_right_joint')
+    assert right.get('mimic') == 'true' and not right.findall('command_interface')
+    assert [s.get('name') for s in right.findall('state_interface')] == ['position', 'velocity']
+    mimic = next(j for j in root.findall('joint')
+                 if j.get('name') == 'finger_right_joint').find('mimic')
+    assert mimic.get('joint') == 'finger_left_joint' and float(mimic.get('multiplier')) == 1.0
+
+
 def test_hardware_plugin_is_a_xacro_arg():
     root = ET.fromstring(urdf_string(hardware_plugin='my_robot_driver/MyArmSystem'))
     assert root.find('ros2_control/hardware/plugin').text == 'my_robot_driver/MyArmSystem'

@@ -1,8 +1,10 @@
 """The whole graph as OS processes over real DDS on the MuJoCo arm (the pip-only launcher)."""
 import os
+import time
 
 import numpy as np
 import pytest
+from ros_harness import graph_domain
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String
 
@@ -22,8 +24,8 @@ PICK = ('pick_place', 1000029, 'put the red cube on the blue pad')
 def graph(tmp_path_factory):
     out = tmp_path_factory.mktemp('graph')
     s = GraphSession(overrides={'sim_arm': {'task': PICK[0], 'seed': PICK[1]}},
-                     log_dir=str(out), on_event=lambda m: None)
-    s.start(timeout=180)
+                     log_dir=str(out), on_event=lambda m: None, domain_id=graph_domain(20))
+    s.start(timeout=240)
     s.commands = []
     s.node.create_subscription(Float64MultiArray, '/forward_position_controller/commands',
                                lambda m: s.commands.append(np.array(m.data)), COMMAND)
@@ -42,17 +44,42 @@ def assert_commands_safe(s):
     assert np.all(cmds >= LOWER - 1e-9) and np.all(cmds <= UPPER + 1e-9)
 
 
+def assert_feedback_in_order(feedback, outcome):
+    """ExecuteInstruction feedback: planning, then the plan's sub-goals one by one from the
+    first (a re-plan starts over from planning, with a new plan)."""
+    assert feedback and feedback[0].state in ('waiting_for_image', 'planning')
+    expected, plan_stamp = None, None
+    for f in feedback:
+        if f.state != 'executing':
+            expected = None
+            continue
+        stamp = (f.plan.header.stamp.sec, f.plan.header.stamp.nanosec)
+        if expected is None or stamp != plan_stamp:
+            expected, plan_stamp = 0, stamp
+        assert f.active_index == expected, [(x.state, x.active_index) for x in feedback]
+        assert f.active_subgoal.id == f.plan.subgoals[f.active_index].id
+        expected += 1
+    if outcome == 'succeeded':   # every sub-goal was announced before the goal succeeded
+        assert feedback[-1].state == 'executing'
+        assert feedback[-1].active_index == len(feedback[-1].plan.subgoals) - 1
+
+
 def test_pick_and_place_from_an_instruction(graph):
-    # The stochastic experts under OS scheduling succeed in ~90% of ROS episodes
-    # (README: eval --ros); a second attempt keeps CI from failing on the other 10%.
-    results = []
-    for _ in range(2):
-        r = graph.run_episode(*PICK, timeout=90)
-        results.append(r)
-        assert r['subgoals'] >= 5, r
-        if r['success']:
-            break
-    assert results[-1]['success'], results
+    # One episode through the whole graph. Its success rate is a measurement (README: eval
+    # --ros, 50 episodes with a 95% interval), not something one episode can assert without
+    # luck. What must hold every time: the first plan is the whole pick-and-place, the feedback
+    # follows it in order, the arm gets through its first sub-goals (above the cube, descend,
+    # grasp), and every command is inside the limits.
+    r = graph.run_episode(*PICK, timeout=90)
+    executing = [f for f in graph.feedback if f.state == 'executing']
+    assert executing, r
+    first = executing[0].plan
+    assert len(first.subgoals) >= 5, r
+    assert_feedback_in_order(graph.feedback, r['outcome'])
+    reached = max(f.active_index for f in executing if f.plan.header.stamp == first.header.stamp)
+    assert reached >= 3, (r, [(f.state, f.active_index) for f in graph.feedback])
+    if r['outcome'] == 'succeeded':   # the goal's own view (every sub-goal seen done)
+        assert r['subgoals_done'] == r['subgoals'], r
     assert_commands_safe(graph)
 
 
@@ -71,8 +98,10 @@ def test_killing_the_motor_node_holds_the_arm_and_restart_resumes(graph):
     assert np.ptp(held, axis=0).max() < 1e-9, 'holding: the same command every tick'
     assert np.abs(arm(graph) - hold).max() < 0.01
     assert_commands_safe(graph)
+    restarted = time.monotonic()
     graph.procs.start_node('motor_policy')
-    graph.wait(graph._motor_ready, 60, 'motor_policy back')
+    graph.wait(lambda: graph.is_ready(['motor_policy'], since=restarted), 60,
+               'motor_policy ready again')
     graph.wait(lambda: np.abs(arm(graph) - hold).max() > 0.02, 30, 'the arm moving again')
 
 

@@ -1,38 +1,20 @@
-"""Why ``detour`` lost success through the graph (62% vs 86% without ROS), as regressions.
+"""Two hierarchy rules that ``detour`` (the same sentence in every episode) depends on.
 
-1. The tactical node keyed its waypoints on (instruction, active index, sub-goal id, frame). The
-   next episode's plan for the same sentence (and a re-plan) has the same key, so no waypoints
-   were computed for it; after a complete plan nothing at all was published: the arm never moved,
-   the sub-goal went stale, re-plans changed nothing (p95 error 403 mm = the start pose).
-   Now the plan's stamp (kept on re-publication) is part of the key.
-2. The strategic node kept "the same instruction while its plan runs", also across a scene
-   reset: after a failed episode the old scene's plan drove the next one. Now the session
-   resets the planner (``strategic_planner/reset``) between episodes.
+1. The tactical level must key its waypoints on the plan's stamp (kept on re-publication) and
+   the active index (``hierarchy.active_plan.subgoal_key``): keyed on (instruction, active
+   index, sub-goal id, frame), the next episode's plan for the same sentence (and a re-plan)
+   would get no waypoints; after a complete plan nothing at all would be published: the arm
+   never moves, the sub-goal goes stale, re-plans change nothing.
+2. The strategic level keeps "the same instruction while its plan runs", but not across a
+   scene reset (``strategic_planner/reset``, which the session calls between episodes): after a
+   failed episode the old scene's plan must not drive the next one.
 """
 import numpy as np
 import pytest
 
-from hybrid_vla_ros.hierarchy.strategic_core import StrategicCore
+from hybrid_vla_ros.hierarchy.strategic_core import InlineWorker, StrategicCore
 
 JOINTS = [f'joint_{i}' for i in range(1, 8)]
-
-
-class InlineWorker:
-    """A synchronous stand-in for PlanWorker (the logic only)."""
-
-    def __init__(self, plan_fn):
-        self.plan_fn, self.results = plan_fn, []
-
-    def submit(self, req):
-        from hybrid_vla_ros.hierarchy.strategic_core import PlanResult
-        self.results.append(PlanResult(req, plan=self.plan_fn(req)))
-
-    def take(self):
-        out, self.results = self.results, []
-        return out
-
-    def close(self):
-        pass
 
 
 class Plan:
@@ -134,8 +116,8 @@ def test_tactical_computes_waypoints_for_every_new_plan_of_the_same_sentence(tac
     node = tactical
     node.pub = cap = Capture()
     computed = []
-    real = node.compute
-    node.compute = lambda plan, sg: computed.append(sg.id) or real(plan, sg)
+    real = node.core.compute
+    node.core.compute = lambda plan, sg: computed.append(sg.id) or real(plan, sg)
     hp = home_pose()
     node.on_joint_state(joint_state([hp[j] for j in JOINTS]))
 
@@ -164,19 +146,3 @@ def test_tactical_computes_waypoints_for_every_new_plan_of_the_same_sentence(tac
     # a stale re-plan (same sentence, same target) while it runs: recomputed from the pose now
     node.on_subgoals(plan_msg((0.48, 0.20, 0.10), 150.5))
     assert len(computed) == 3
-
-
-def test_session_accepts_only_a_plan_made_after_its_reset():
-    from builtin_interfaces.msg import Time as TimeMsg
-
-    from hybrid_vla_msgs.msg import SubGoalList
-    from hybrid_vla_ros.bringup.session import GraphSession
-    s = GraphSession.__new__(GraphSession)
-    s.reset_stamp = 200 * 10**9
-    old = SubGoalList(instruction='reach the green marker behind the wall')
-    old.header.stamp = TimeMsg(sec=150)
-    new = SubGoalList(instruction='reach the green marker behind the wall')
-    new.header.stamp = TimeMsg(sec=201)
-    assert not s._answers(old, 'reach the green marker behind the wall')
-    assert s._answers(new, 'reach the green marker behind the wall')
-    assert not s._answers(new, 'another sentence') and not s._answers(None, 'x')

@@ -216,7 +216,7 @@ def test_whole_graph_still_rejects_nan_observations():
 def test_coarse_to_fine_cpu_kernel_matches_eager(extra, steps):
     """set_capture('whole') on CPU runs the numpy/BLAS kernel; it matches eager at batch 1
     (its one-hot fast path) and at batch 3, for every encoder / trunk / refiner layout."""
-    from hybrid_vla_ros.models.captured import HostCoarseToFine
+    from hybrid_vla_ros.models.host_kernel import HostCoarseToFine
     model = build_expert('coarse_to_fine', **{**SMALL, **extra})
     data = smooth_dataset(64)
     train(model, data, steps=5)
@@ -275,7 +275,7 @@ def test_token_whole_graph_matches_eager():
     # batch 4: the numpy/BLAS kernel (token pass of HostCoarseToFine); batch 16: the fused
     # traced graph. Both fold the standardisation (float rounding), both pick the same tokens.
     assert torch.allclose(model.sample(obs), eager, atol=1e-5, rtol=0)
-    from hybrid_vla_ros.models.captured import HostCoarseToFine
+    from hybrid_vla_ros.models.host_kernel import HostCoarseToFine
     assert isinstance(next(iter(model._whole.values()))[1].kernel, HostCoarseToFine)
     big = obs_of(data, slice(0, 16))
     model.set_capture(None)

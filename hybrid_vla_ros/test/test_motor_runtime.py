@@ -71,10 +71,22 @@ def test_subgoal_progress_needs_reach_and_settled_gripper():
     assert q.update(1.5, 'lift', [0, 0, 1], far, 0.0) == 'stale'
 
 
+def test_slow_but_steady_progress_is_not_stale():
+    # a loaded machine: the tool creeps towards the target, 1 cm per 0.9 s, for 9 s
+    q = SubgoalProgress(timeout=1.0, progress_tol=0.005)
+    target = np.array([0.5, 0.0, 0.1])
+    for k in range(10):
+        tool = target + [0.0, 0.0, 0.1 - 0.01 * k]
+        assert q.update(0.9 * k, 'descend', target, tool, 0.0) == 'active', k
+    # then stuck short of reach_tol (last progress at 8.1 s): no progress for 1 s -> stale
+    assert q.update(8.9, 'descend', target, target + [0, 0, 0.012], 0.0) == 'active'
+    assert q.update(9.2, 'descend', target, target + [0, 0, 0.012], 0.0) == 'stale'
+
+
 def test_train_motor_on_real_demos_lowers_validation_loss_and_resumes(tmp_path):
     data, out = tmp_path / 'ds', tmp_path / 'ck'
     subprocess.run([sys.executable, '-m', 'hybrid_vla_ros.cli', 'collect', '--task', 'reach',
-                    '--episodes', '6', '--out', str(data), '--image-stride', '0'],
+                    '--episodes', '6', '--out', str(data), '--no-images'],
                    check=True, capture_output=True)
     base = [sys.executable, '-m', 'hybrid_vla_ros.cli', 'train', 'motor', '--expert', 'flow',
             '--data', str(data), '--out', str(out), '--d-model', '64', '--batch-size', '64',
@@ -94,7 +106,7 @@ def test_train_motor_ddp_two_processes_stay_in_sync(tmp_path):
     """`torchrun --nproc_per_node 2`: gloo DDP, both ranks end with identical weights."""
     data, out = tmp_path / 'ds', tmp_path / 'ck'
     subprocess.run([sys.executable, '-m', 'hybrid_vla_ros.cli', 'collect', '--task', 'reach',
-                    '--episodes', '4', '--out', str(data), '--image-stride', '0'],
+                    '--episodes', '4', '--out', str(data), '--no-images'],
                    check=True, capture_output=True)
     r = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone',
                         '--nproc_per_node', '2', '-m', 'hybrid_vla_ros.cli', 'train', 'motor',
@@ -112,13 +124,13 @@ def test_dagger_collection_labels_near_target_states(tmp_path):
     """The learner drives; states near the precise target carry the expert's settle chunk."""
     from hybrid_vla_ros.data.dataset import Dataset
     from hybrid_vla_ros.motor.policy import motor_checkpoint
-    from hybrid_vla_ros.sim.kinematics import Kinematics
+    from hybrid_vla_ros.robot import load_robot
     from hybrid_vla_ros.training.motor_data import load_motor_samples
 
     out = tmp_path / 'dagger'
     r = subprocess.run([sys.executable, '-m', 'hybrid_vla_ros.cli', 'collect', '--task',
                         'reach', '--episodes', '2', '--seed', '20000', '--out', str(out),
-                        '--image-stride', '0', '--dagger', motor_checkpoint('coarse_to_fine'),
+                        '--no-images', '--dagger', motor_checkpoint('coarse_to_fine'),
                         '--dagger-radius', '0.03'], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     ds = Dataset(str(out))
@@ -129,7 +141,7 @@ def test_dagger_collection_labels_near_target_states(tmp_path):
     target = np.asarray(ep.arrays['observation.waypoint'][:, :3])
     assert np.all(np.linalg.norm(tool[:, :3] - target, axis=1) < 0.03)
     # every label puts the tool on the target (the expert's IK), held over the chunk
-    kin = Kinematics.from_urdf()
+    kin = load_robot().kinematics()
     for t in range(0, len(chunk), max(1, len(chunk) // 5)):
         p, _ = kin.fk(chunk[t, 0, :7].astype(float))
         assert np.linalg.norm(p - target[t]) < 1e-5
@@ -185,7 +197,7 @@ def test_mu_law_bins_round_trip_and_are_fine_near_zero_motion():
 
 
 def test_temporal_ensemble_averages_what_past_chunks_predicted_for_now():
-    from hybrid_vla_ros.evaluation.motor_eval import PolicyDriver
+    from hybrid_vla_ros.motor.driver import PolicyDriver
     torch.manual_seed(0)
     expert = build_expert('token', horizon=4, n_bins=16,
                           encoder={'state_dim': 8, 'goal_dim': GOAL_DIM, 'd_model': 16,
@@ -252,3 +264,50 @@ def test_refiner_temperature_zero_starts_at_the_coarse_chunk():
     a, b = e.sample(obs), e.sample(obs)
     assert torch.equal(a, b)
     assert torch.allclose(a, e.sample(obs, noise=torch.zeros(1, 32)), atol=1e-6)
+
+
+@pytest.mark.parametrize('flags', [['--bins', '64'], ['--refine-steps', '2'], ['--ensemble', '3'],
+                                   ['--temperature', '0.5'], ['--exec-steps', '2'],
+                                   ['--levels', '3'], ['--expert', 'scripted']])
+def test_eval_ros_refuses_the_flags_it_does_not_apply(flags, capsys):
+    from hybrid_vla_ros.cli import main
+    with pytest.raises(SystemExit) as e:  # an argparse error, before any node starts
+        main(['eval', '--ros', '--task', 'reach', '--episodes', '1', *flags])
+    assert e.value.code == 2
+    assert flags[0] in capsys.readouterr().err or 'scripted' in flags
+
+
+def test_eval_ros_passes_robot_expert_and_checkpoints_to_the_graph(tmp_path):
+    import argparse
+
+    from hybrid_vla_ros.evaluation.ros_eval import graph_overrides
+    ns = argparse.Namespace(task='reach', seed=3, expert='flow', checkpoints=str(tmp_path))
+    o = graph_overrides(ns)
+    assert o['expert_router'] == {'fixed_expert': 'flow'}
+    assert o['motor_policy'] == {'checkpoint_dir': str(tmp_path), 'experts': ['flow'],
+                                 'default_expert': 'flow'}
+    o = graph_overrides(argparse.Namespace(task='reach', seed=3, expert='router',
+                                           checkpoints=str(tmp_path)))
+    assert o['expert_router'] == {'router_checkpoint': str(tmp_path / 'router')}
+    assert o['motor_policy'] == {'checkpoint_dir': str(tmp_path)}
+    with pytest.raises(FileNotFoundError):
+        graph_overrides(argparse.Namespace(task='reach', seed=3, expert='flow',
+                                           checkpoints=str(tmp_path / 'missing')))
+
+
+def test_the_graph_refuses_checkpoints_of_another_robot_before_it_starts():
+    from types import SimpleNamespace
+
+    from hybrid_vla_ros.evaluation.ros_eval import check_graph_checkpoints
+    from hybrid_vla_ros.models.checkpoint import CheckpointError
+    from hybrid_vla_ros.motor.policy import shipped_motor_dir
+    from hybrid_vla_ros.robot import load_robot
+    check_graph_checkpoints(load_robot(), 'router')  # the shipped ones are the default arm's
+    six = SimpleNamespace(name='six', joint_names=tuple(f'j{i}' for i in range(6)),
+                          section=lambda node: {})
+    with pytest.raises(FileNotFoundError, match='six'):   # it has no shipped suite
+        check_graph_checkpoints(six, 'flow')
+    with pytest.raises(CheckpointError, match='another robot'):
+        check_graph_checkpoints(six, 'flow', checkpoints=shipped_motor_dir())
+    with pytest.raises(FileNotFoundError, match='train motor --robot six'):
+        check_graph_checkpoints(six, 'flow', checkpoints='/nonexistent/folder')

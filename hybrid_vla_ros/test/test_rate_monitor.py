@@ -2,7 +2,7 @@
 import numpy as np
 
 from hybrid_vla_ros.execution.chunk_stream import ChunkStream, ExecutorLimits
-from hybrid_vla_ros.nodes.rate_monitor import RateMonitor, summarize
+from hybrid_vla_ros.execution.rate_monitor import RateMonitor, summarize
 
 J = [f'joint_{i}' for i in range(1, 8)]
 

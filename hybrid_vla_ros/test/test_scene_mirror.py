@@ -7,12 +7,14 @@ import pytest
 os.environ.setdefault('MUJOCO_GL', 'egl')
 pytest.importorskip('mujoco')
 
-from hybrid_vla_ros.sim.arm_sim import FINGER_JOINTS, FINGER_OPEN, ArmSim  # noqa: E402
-from hybrid_vla_ros.sim.description import urdf_string  # noqa: E402
-from hybrid_vla_ros.sim.kinematics import ARM_JOINTS, Kinematics  # noqa: E402
+from hybrid_vla_ros.robot import load_robot  # noqa: E402
+from hybrid_vla_ros.sim.arm_sim import ArmSim  # noqa: E402
 from hybrid_vla_ros.sim.scene_mirror import JointStateError, SceneMirror  # noqa: E402
 
-NAMES = list(ARM_JOINTS) + list(FINGER_JOINTS)
+ROBOT = load_robot()
+ARM_JOINTS = ROBOT.joint_names
+FINGER_OPEN = ROBOT.gripper_open
+NAMES = list(ARM_JOINTS) + list(ROBOT.gripper_joints)
 
 
 @pytest.fixture(scope='module')
@@ -32,7 +34,7 @@ def mirror(sim):
 @pytest.fixture(scope='module')
 def kin():
     """The planners' kinematics (nodes.conversions.robot_kinematics builds the same)."""
-    return Kinematics.from_urdf(urdf_string())
+    return ROBOT.kinematics()
 
 
 def random_q(rng, sim):
@@ -58,7 +60,7 @@ def test_tool_pose_of_the_mirror_is_the_fk_of_the_joint_state(sim, mirror, kin):
 
 
 def test_mimic_finger_follows_when_omitted(sim, mirror):
-    names = list(ARM_JOINTS) + ['finger_left_joint']
+    names = list(ARM_JOINTS) + [ROBOT.gripper_joint]
     mirror.update(names, list(sim.home_q) + [0.013])
     mirror.apply()
     assert np.allclose(sim.finger_positions(), [0.013, 0.013])
@@ -109,7 +111,7 @@ def test_camera_renders_the_mirrored_arm(sim, mirror):
     (NAMES, [0.0] * 8 + [float('inf')], 'NaN/Inf'),
     (NAMES + ['wrist_camera_joint'], [0.0] * 10, "unknown joints ['wrist_camera_joint']"),
     (NAMES[1:], [0.0] * 8, "missing joints ['joint_1']"),
-    (list(ARM_JOINTS), [0.0] * 7, "missing joints ['finger_left_joint']"),
+    (list(ARM_JOINTS), [0.0] * len(ARM_JOINTS), f"missing joints ['{ROBOT.gripper_joint}']"),
     (NAMES + ['joint_1'], [0.0] * 10, "duplicate joint names ['joint_1']"),
     ([], [], 'missing joints'),
     (NAMES, [0.0, 50.0] + [0.0] * 7, 'joint_2=50'),

@@ -1,4 +1,4 @@
-"""hardware:=mock: the graph description starts the scene camera mirror (no sim physics), and
+"""hardware:=mock: the graph description starts the scene camera (no sim physics), and
 that graph plans and acts over real DDS with a stand-in for mock_components.
 
 ros2_control cannot be installed here; the stand-in does what mock_components' GenericSystem
@@ -28,17 +28,18 @@ def test_mock_graph_has_the_scene_camera_mirror_and_no_sim_physics():
     assert len(cams) == 1
     cam = cams[0]
     assert (cam.package, cam.executable, cam.module) == (
-        'hybrid_vla_ros', 'sim_arm', 'hybrid_vla_ros.nodes.sim_arm')
-    assert cam.parameters == {'mode': 'mirror'} and not cam.ros_install_only
-    assert cam.namespace == 'left' and cam.parameter_files[0].endswith('arm7.yaml')
-    # every sim_arm executable of the graph is a mirror: nothing simulates the plant
-    assert all(s.parameters.get('mode') == 'mirror' for s in specs if s.executable == 'sim_arm')
+        'hybrid_vla_ros', 'scene_camera', 'hybrid_vla_ros.nodes.scene_camera')
+    assert set(cam.parameters) == {'robot_config'} and not cam.ros_install_only
+    assert cam.namespace == 'left'
+    # nothing simulates the plant: no sim_arm executable in the graph
+    assert 'sim_arm' not in [s.executable for s in specs]
     # ros2_control owns the arm; the mirror comes after it, the stack after the mirror
     assert names.index(SCENE_CAMERA) > names.index('controller_manager')
     assert names[-len(STACK_NODES):] == list(STACK_NODES)
-    # the robot YAML's scene_camera section configures it (the sim_arm section does not)
+    # the robot YAML's scene_camera section configures it (the sim_arm section does not);
+    # the graph is namespaced, so the section is written under the namespace
     with open(cam.parameter_files[0]) as f:
-        section = yaml.safe_load(f)[SCENE_CAMERA]['ros__parameters']
+        section = yaml.safe_load(f)[f'/left/{SCENE_CAMERA}']['ros__parameters']
     assert 'realtime_priority' not in section and section['camera_rate'] > 0
 
 
@@ -47,18 +48,18 @@ def test_sim_and_real_graphs_have_no_mirror():
     assert [s.name for s in arm_graph(hardware='real')] == list(STACK_NODES)
 
 
-def test_pip_launcher_runs_the_mirror_under_its_own_name_in_mirror_mode():
+def test_pip_launcher_runs_the_scene_camera_under_its_own_name():
     cam = next(s for s in arm_graph(hardware='mock') if s.name == SCENE_CAMERA)
     cmd = node_command(cam, {'seed': 4})
-    assert cmd[1:3] == ['-m', 'hybrid_vla_ros.nodes.sim_arm']
+    assert cmd[1:3] == ['-m', 'hybrid_vla_ros.nodes.scene_camera']
     assert '__node:=scene_camera' in cmd
     files = [cmd[i + 1] for i, a in enumerate(cmd) if a == '--params-file']
     with open(files[-1]) as f:
         assert yaml.safe_load(f) == {'/scene_camera': {'ros__parameters': {
-            'mode': 'mirror', 'seed': 4}}}
+            'robot_config': cam.parameters['robot_config'], 'seed': 4}}}  # no mode
     skipped = GraphProcesses(arm_graph(hardware='mock')).skipped
     assert {s.executable for s in skipped} == {'robot_state_publisher', 'ros2_control_node',
-                                               'spawner'}
+                                               'spawner', 'static_transform_publisher'}
 
 
 # ----------------------------------------------------------------------------- real DDS
@@ -146,48 +147,18 @@ def test_mock_graph_plans_from_the_mirror_camera_and_moves_the_arm(mock_graph):
     assert os.path.exists(log)
 
 
-def test_arm_launch_py_starts_the_mirror_for_hardware_mock(monkeypatch):
+def test_arm_launch_py_starts_the_scene_camera_for_hardware_mock(monkeypatch):
     """arm.launch.py's translation of the graph, with minimal stand-ins for launch/launch_ros
     (not installable here; test_launch_graph.py loads the real ones on a ROS 2 install)."""
-    import importlib.util
-    import sys
-    import types
-
-    class Recorder:
-        def __init__(self, *args, **kwargs):
-            self.args, self.kwargs = args, kwargs
-
-    class LaunchConfiguration(Recorder):
-        def perform(self, context):
-            return context[self.args[0]]
-
-    mods = {name: types.ModuleType(name) for name in (
-        'launch', 'launch.actions', 'launch.substitutions', 'launch_ros', 'launch_ros.actions',
-        'launch_ros.parameter_descriptions')}
-    mods['launch'].LaunchDescription = Recorder
-    mods['launch.actions'].DeclareLaunchArgument = Recorder
-    mods['launch.actions'].OpaqueFunction = Recorder
-    mods['launch.substitutions'].Command = Recorder
-    mods['launch.substitutions'].LaunchConfiguration = LaunchConfiguration
-    mods['launch_ros.actions'].Node = Recorder
-    mods['launch_ros.parameter_descriptions'].ParameterValue = Recorder
-    for name, mod in mods.items():
-        monkeypatch.setitem(sys.modules, name, mod)
-    path = os.path.join(os.path.dirname(__file__), '..', 'launch', 'arm.launch.py')
-    spec = importlib.util.spec_from_file_location('arm_launch_under_test', path)
-    launch_file = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(launch_file)
-    ld = launch_file.generate_launch_description()
-    opaque = ld.args[0][-1]
-    context = {'robot': 'arm7', 'hardware': 'mock', 'device': 'cpu', 'rviz': 'false',
-               'namespace': ''}
-    nodes = [n.kwargs for n in opaque.kwargs['function'](context)]
+    from launch_standins import Node, launch_actions, load_arm_launch
+    ld, actions = launch_actions(load_arm_launch(monkeypatch), hardware='mock')
+    nodes = [n.kwargs for n in actions if isinstance(n, Node)]
     by_name = {n['name']: n for n in nodes}
     assert 'sim_arm' not in by_name
     cam = by_name[SCENE_CAMERA]
-    assert (cam['package'], cam['executable']) == ('hybrid_vla_ros', 'sim_arm')
+    assert (cam['package'], cam['executable']) == ('hybrid_vla_ros', 'scene_camera')
     assert cam['parameters'][0].endswith('arm7.yaml')
-    assert cam['parameters'][-1] == {'mode': 'mirror'}
+    assert set(cam['parameters'][-1]) == {'robot_config'}
     assert {'robot_state_publisher', 'controller_manager', *STACK_NODES} <= set(by_name)
     hw = next(a for a in ld.args[0] if a.args and a.args[0] == 'hardware')
     assert 'scene_camera' in hw.kwargs['description']

@@ -1,4 +1,4 @@
-"""scene_camera (sim_arm ``mode: mirror``) over real DDS, started exactly as hardware:=mock does.
+"""scene_camera (nodes/scene_camera.py) over real DDS, started exactly as hardware:=mock does.
 
 A separate process plays ros2_control's joint_state_broadcaster (``/joint_states`` at 100 Hz,
 a known trajectory q(t) of its stamps); the mirror must publish camera frames stamped with those
@@ -202,7 +202,7 @@ def test_frames_are_stamped_with_the_joint_states_they_show(mirror):
 
 def test_tool_pose_is_the_fk_of_the_joint_state_of_its_stamp(mirror):
     from hybrid_vla_ros.nodes.conversions import robot_kinematics
-    kin = robot_kinematics('arm7.urdf.xacro')  # what the planners use
+    kin = robot_kinematics('arm7')  # what the planners use
     rx = collect(mirror, 2.0)
     assert len(rx['tool']) >= 5
     for m, _ in rx['tool']:
@@ -275,7 +275,7 @@ def test_set_task_moves_the_objects_not_the_arm(mirror):
     assert (status['task'], status['seed'], status['mode']) == ('reach', 5, 'mirror')
     from hybrid_vla_ros.nodes.conversions import robot_kinematics
     m = mirror.rx['tool'][-1][0]
-    pos, _ = robot_kinematics('arm7.urdf.xacro').fk(expected(ns(m.header.stamp),
+    pos, _ = robot_kinematics('arm7').fk(expected(ns(m.header.stamp),
                                                              mirror.home)[:7])
     p = m.pose.position
     assert np.allclose([p.x, p.y, p.z], pos, atol=1e-6), 'the arm stays on its joint states'

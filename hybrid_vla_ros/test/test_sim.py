@@ -170,3 +170,16 @@ def test_joint_state_and_finger_command(sim):
     f = sim.finger_positions()
     assert np.allclose(f, 0.01, atol=1e-3)  # right finger follows (mimic)
     assert sim.gripper_state() == pytest.approx(0.75, abs=0.03)
+
+
+def test_reset_to_an_unknown_task_leaves_the_scene_untouched():
+    # a hostile ~/set_task ('juggle_the_moon') used to zero the whole state before failing:
+    # the arm jumped to q = 0
+    sim = ArmSim(camera_width=32, camera_height=32)
+    sim.reset('pick_place', 3)
+    sim.step(50)
+    qpos, t = sim.data.qpos.copy(), sim.time
+    with pytest.raises(KeyError):
+        sim.reset('juggle_the_moon', 1)
+    assert np.array_equal(sim.data.qpos, qpos) and sim.time == t
+    assert sim.task.name == 'pick_place' and sim.seed == 3

@@ -183,16 +183,57 @@ def test_stale_subgoal_requests_one_replan_and_keeps_the_plan_until_it_is_replac
     stamp = core.stamp
     far = np.array([0.0, 0.0, 0.5])
     assert core.update_progress(1.0, far, 0.0) is None
-    assert core.update_progress(3.0, far, 0.0) == 'replan'
+    # no progress (the tool no closer, the gripper still) for subgoal_timeout after that
+    assert core.update_progress(2.5, far, 0.0) is None
+    assert core.update_progress(3.5, far, 0.0) == 'replan'
     assert core.replans == 1 and core.pending == 'reach'
-    for t in (3.1, 3.2, 3.3):            # once: no new request while it waits / runs
+    for t in (3.6, 3.7, 3.8):            # once: no new request while it waits / runs
         assert core.update_progress(t, far, 0.0) is None
     assert core.running and core.stamp == stamp   # the old plan runs until replaced
-    core.observe_image(img, 3.4, 3.4)
+    core.observe_image(img, 3.9, 3.9)
     planner.wait_started(2)
     planner.gates[1].set()
-    (kind, _), = wait_results(core, 1, now=3.5)
+    (kind, _), = wait_results(core, 1, now=4.0)
     assert kind == 'plan' and core.stamp != stamp and core.active == 0
+    core.close()
+
+
+def test_the_outcome_of_an_instruction_goal():
+    """What the ExecuteInstruction goal of a task reports: running while planned/executed,
+    succeeded when every sub-goal is done, aborted on a planning error or once a newer
+    instruction or a reset took over; a goal's instruction is planned afresh even when it is
+    the sentence already running."""
+    planner = GatedPlanner()
+    core = ready_core(planner)
+    img = np.zeros((4, 4, 3), np.uint8)
+    assert core.request('touch the red block', 1.0)
+    task = core.task
+    assert core.outcome(task) is None                       # waiting for a camera frame
+    core.observe_image(img, 1.0, 1.0)
+    planner.wait_started(1)
+    assert core.outcome(task) is None                       # planning
+    planner.gates[-1].set()
+    wait_results(core, 1, now=2.0)
+    assert core.outcome(task) is None and core.running     # executing
+    assert not core.request('touch the red block', 2.1)     # a re-send: the same task
+    assert core.request('touch the red block', 2.2, fresh=True) and core.task == task + 1
+    assert core.outcome(task)[0] == 'aborted'               # superseded
+    task = core.task
+    core.observe_image(img, 2.3, 2.3)
+    planner.wait_started(2)
+    planner.gates[-1].set()
+    wait_results(core, 1, now=3.0)
+    core.active = len(core.plan.subgoals)                   # every sub-goal done
+    assert core.outcome(task) == ('succeeded', 'all 1 sub-goals done')
+    assert core.request('fail', 4.0)
+    task = core.task
+    core.observe_image(img, 4.0, 4.0)
+    planner.wait_started(3)
+    planner.gates[-1].set()
+    wait_results(core, 1, now=5.0)
+    assert core.outcome(task) == ('aborted', 'planning failed: planning error')
+    core.reset(6.0)
+    assert core.outcome(task)[0] == 'aborted'
     core.close()
 
 
@@ -209,6 +250,24 @@ def test_worker_close_does_not_hang_on_a_running_plan():
     gate.set()
     with pytest.raises(RuntimeError):
         w.submit(PlanRequest(2, 'y', None, {}))
+
+
+def test_worker_close_waits_for_a_running_plan_and_never_reports_it():
+    """Shutdown: the node is destroyed only after the thread has ended, and a plan finishing
+    during the shutdown never calls back into it."""
+    from hybrid_vla_ros.hierarchy.strategic_core import PlanRequest
+    gate, started, done_calls = threading.Event(), threading.Event(), []
+
+    def plan(req):
+        started.set()
+        gate.wait(5)
+        return 'plan'
+    w = PlanWorker(plan, on_done=lambda: done_calls.append(1))
+    w.submit(PlanRequest(1, 'x', None, {}))
+    assert started.wait(5)
+    threading.Timer(0.3, gate.set).start()   # the plan ends while close() waits
+    assert w.close(timeout=5.0) is True
+    assert not w._thread.is_alive() and done_calls == []
 
 
 # ---------------------------------------------------------------------- the node (in-process)

@@ -1,15 +1,18 @@
 """A blocking facade over the launched graph (nav2_simple_commander's idea).
 
 ``GraphSession`` starts the graph as processes (:mod:`process_launcher`), talks to it over DDS
-from a node of its own, and runs episodes: reset the sim to (task, seed), send the instruction on
-``instruction``, follow the sub-goals, and read the outcome from the sim's evaluation-only
+from a node of its own, and runs episodes: reset the sim to (task, seed), send the instruction as
+an ``ExecuteInstruction`` goal to the strategic planner, follow its feedback (the plan, the
+active sub-goal) until its result, and read the outcome from the sim's evaluation-only
 ``ground_truth/task_status``. The demo, ``hybrid-vla eval --ros`` and the end-to-end tests use it.
 
-A reset between episodes first drops the strategic planner's plan (``strategic_planner/reset``)
-and waits until the motor level has stopped acting on it, then resets the scene and the chunk
-executor: the previous episode's plan never drives the new scene, and the next instruction is
-planned afresh even when it is the same sentence. An episode only accepts a plan made after its
-reset (the plan's stamp).
+Like nav2_simple_commander's ``BasicNavigator``, the instruction is a task: :meth:`execute`,
+:meth:`is_task_complete`, :meth:`get_feedback`, :meth:`get_result`, :meth:`cancel_task`.
+
+A reset between episodes first drops the strategic planner's plan (``strategic_planner/reset``;
+it also ends a goal still running) and waits until the motor level has stopped acting on it,
+then resets the scene and the chunk executor: the previous episode's plan never drives the new
+scene, and each episode's goal is planned afresh even when it is the same sentence.
 """
 import json
 import os
@@ -21,17 +24,24 @@ import numpy as np
 
 from hybrid_vla_ros.bringup.graph import arm_graph, recorder_spec
 from hybrid_vla_ros.bringup.process_launcher import GraphProcesses
+from hybrid_vla_ros.robot.model import DEFAULT_ROBOT
 
 PRIVATE_DOMAINS = (1, 101)  # ROS 2's safe range on Linux (0 is everyone's default)
 
 
 class GraphSession:
-    """:param overrides: ``{node: {param: value}}``; :param bag: MCAP path to record into;
-    :param log_dir: where each node's output goes; :param on_event: called with progress text."""
+    """:param robot: the robot (a name of ``config/``, a robot YAML path or a RobotModel);
+    :param overrides: ``{node: {param: value}}``; :param bag: MCAP path to record into;
+    :param log_dir: where each node's output goes; :param on_event: called with progress text;
+    :param transports: Fast DDS builtin transports of the graph's nodes
+        (``FASTDDS_BUILTIN_TRANSPORTS``, e.g. ``'UDPv4'``; None = the environment's). Fast DDS's
+        shared-memory transport keeps the ports of a SIGKILLed process: a node restarted after a
+        kill may then get no data, and a writer may stall on the dead reader's port."""
 
-    def __init__(self, *, robot: str = 'arm7', overrides: Optional[Dict] = None,
+    def __init__(self, *, robot=DEFAULT_ROBOT, overrides: Optional[Dict] = None,
                  bag: Optional[str] = None, log_dir: str = '.', on_event: Callable = print,
-                 keep_frames: bool = False, domain_id: Optional[int] = None):
+                 keep_frames: bool = False, domain_id: Optional[int] = None,
+                 hang_timeout: float = 10.0, transports: Optional[str] = None):
         # The graph's DDS domain: the caller's, else ROS_DOMAIN_ID if set, else a private one
         # (two sessions on one machine, e.g. two evaluations, must not drive each other's sim)
         env_domain = os.environ.get('ROS_DOMAIN_ID', '').strip()
@@ -42,7 +52,10 @@ class GraphSession:
         self.env = dict(os.environ, ROS_DOMAIN_ID=str(self.domain_id))
         if not env_domain:  # a private domain stays on this machine
             self.env.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+        if transports:   # e.g. 'UDPv4' (see the parameter)
+            self.env['FASTDDS_BUILTIN_TRANSPORTS'] = transports
         self.specs = arm_graph(robot=robot, hardware='sim')
+        self.robot = robot
         if bag:
             self.specs.append(recorder_spec(bag))
         self.overrides = overrides or {}
@@ -51,9 +64,12 @@ class GraphSession:
         self.keep_frames = keep_frames
         self.procs: Optional[GraphProcesses] = None
         self.node = None
+        # a running node silent on /diagnostics (1 Hz) for this long is reported hung; 0 = off
+        self.hang_timeout = hang_timeout
+        self._judging = False   # hang checks run once the graph is up (see _start)
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self, timeout: float = 90.0) -> 'GraphSession':
+    def start(self, timeout: float = 240.0) -> 'GraphSession':
         try:
             return self._start(timeout)
         except BaseException:  # never leave the graph running when the start fails
@@ -63,14 +79,17 @@ class GraphSession:
     def _start(self, timeout: float) -> 'GraphSession':
         from diagnostic_msgs.msg import DiagnosticArray
         import rclpy
+        from rclpy.action import ActionClient
         from rclpy.executors import SingleThreadedExecutor
         from sensor_msgs.msg import Image, JointState, TimeReference
-        from std_msgs.msg import String
+        from std_msgs.msg import Bool, String
         from std_srvs.srv import Trigger
 
+        from hybrid_vla_msgs.action import ExecuteInstruction
         from hybrid_vla_msgs.msg import ActionChunk, SubGoalList, WaypointArray
         from hybrid_vla_msgs.srv import SetTask
         from hybrid_vla_ros.nodes.qos import COMMAND, LATCHED, SENSOR
+        from hybrid_vla_ros.nodes.ready import READY_NODES, TOPIC
 
         os.makedirs(self.log_dir, exist_ok=True)
         self._log = open(os.path.join(self.log_dir, 'graph.log'), 'w')
@@ -80,8 +99,19 @@ class GraphSession:
         self.on_event(f'graph on ROS_DOMAIN_ID={self.domain_id} (export it to watch in rviz)')
         self.procs.start()
         self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=self.domain_id)
-        self.node = rclpy.create_node('hybrid_vla_session', context=self.context)
+        # the session's own participant uses the graph's transports (Fast DDS reads them when
+        # the participant is created)
+        saved = os.environ.get('FASTDDS_BUILTIN_TRANSPORTS')
+        if 'FASTDDS_BUILTIN_TRANSPORTS' in self.env:
+            os.environ['FASTDDS_BUILTIN_TRANSPORTS'] = self.env['FASTDDS_BUILTIN_TRANSPORTS']
+        try:
+            rclpy.init(context=self.context, domain_id=self.domain_id)
+            self.node = rclpy.create_node('hybrid_vla_session', context=self.context)
+        finally:
+            if saved is None:
+                os.environ.pop('FASTDDS_BUILTIN_TRANSPORTS', None)
+            else:
+                os.environ['FASTDDS_BUILTIN_TRANSPORTS'] = saved
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.latest = {}
@@ -102,30 +132,49 @@ class GraphSession:
                               self._on_command_stamp, COMMAND)
         n.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 50)
         self.pub_instruction = n.create_publisher(String, 'instruction', COMMAND)
+        self.instruction_client = ActionClient(n, ExecuteInstruction, 'execute_instruction')
+        self._goal = None          # ClientGoalHandle of the last accepted goal
+        self._result = None        # its result future
+        self.feedback: List = []   # its feedback messages, in order
+        self.rejection = ''        # why the last goal was rejected
+        self.ready: Dict[str, tuple] = {}   # node -> (ready, time.monotonic() received)
+        for name in READY_NODES:
+            n.create_subscription(Bool, f'{name}/{TOPIC}', self._on_ready(name), LATCHED)
         self.set_task = n.create_client(SetTask, '/sim_arm/set_task')
         self.reset_executor = n.create_client(Trigger, 'chunk_executor/reset')
         self.reset_planner = n.create_client(Trigger, 'strategic_planner/reset')
         self.status_values: Dict[str, Dict[str, str]] = {}
+        # node -> (time.monotonic(), its process) of its last /diagnostics
+        self.diagnostics_seen: Dict[str, tuple] = {}
         self.last_chunk = 0.0   # time.monotonic() of the last action chunk seen
-        self.reset_stamp = 0    # ns, node clock: plans stamped before it are not this episode's
+        # no node is judged hung while the graph comes up (loading models on a busy machine
+        # may hold a process for longer than hang_timeout); from the end of the start on,
+        # every node that has reported is judged from then
+        self._judging = False
         self.wait(lambda: 'js' in self.latest and 'image' in self.latest
                   and self.set_task.service_is_ready()
                   and self.reset_planner.service_is_ready()
-                  and self._subscribed('instruction', 'strategic_planner')
-                  and self._subscribed('subgoals', 'tactical_planner')
-                  and self._motor_ready(), timeout, 'the graph to come up')
+                  and self.instruction_client.server_is_ready()
+                  and self.is_ready(READY_NODES)
+                  # built and spinning: its first /diagnostics (it has no ~/ready)
+                  and 'tactical_planner' in self.status_values, timeout,
+                  'the graph to come up')
+        now = time.monotonic()
+        self.diagnostics_seen = {name: (now, proc)
+                                 for name, (_, proc) in self.diagnostics_seen.items()}
+        self._judging = True
         return self
 
-    def _subscribed(self, topic: str, node_name: str) -> bool:
-        """Is ``node_name`` subscribed to ``topic`` yet (other subscribers, e.g. the bag
-        recorder, do not count)?"""
-        name = self.node.resolve_topic_name(topic)
-        return any(i.node_name == node_name
-                   for i in self.node.get_subscriptions_info_by_topic(name))
+    def _on_ready(self, name: str):
+        def cb(msg):
+            self.ready[name] = (bool(msg.data), time.monotonic())
+        return cb
 
-    def _motor_ready(self) -> bool:
-        return self.node.count_publishers('action_chunk') > 0 and \
-            self.node.count_subscribers('action_chunk') > 0
+    def is_ready(self, names, since: float = 0.0) -> bool:
+        """Have ``names`` said (``~/ready``) they are ready, after ``since`` (time.monotonic(),
+        e.g. a node's restart)?"""
+        return all(self.ready.get(n, (False, 0.0))[0] and self.ready[n][1] >= since
+                   for n in names)
 
     def stop(self) -> None:
         if self.node is not None:
@@ -160,11 +209,17 @@ class GraphSession:
             self.frames.append((imgmsg_to_cv2(msg, 'rgb8'), self.latest.get('waypoints'),
                                 self.plan))
 
+    @staticmethod
+    def _plan_position(msg) -> tuple:
+        """The plan's identity (its stamp) and where it stands (the active index): as the
+        levels tell a new sub-goal (:func:`hybrid_vla_ros.hierarchy.active_plan.subgoal_key`),
+        also for an empty or finished plan."""
+        return msg.header.stamp.sec, msg.header.stamp.nanosec, msg.active_index
+
     def _on_plan(self, msg) -> None:
         old = self.plan
         self.plan = msg
-        if old is None or old.instruction != msg.instruction or \
-                old.active_index != msg.active_index or len(old.subgoals) != len(msg.subgoals):
+        if old is None or self._plan_position(old) != self._plan_position(msg):
             if not msg.subgoals:
                 if msg.instruction:   # an empty instruction: the plan was dropped (reset)
                     self.on_event(f'  no plan for {msg.instruction!r} (planning error: see '
@@ -193,16 +248,20 @@ class GraphSession:
                                            * 1e-6)
 
     def _on_diagnostics(self, msg) -> None:
-        from hybrid_vla_ros.nodes.rate_monitor import parse_rate_values
+        from hybrid_vla_ros.execution.rate_monitor import parse_rate_values
+        now = time.monotonic()
+        procs = self.procs.procs if self.procs else {}
         for st in msg.status:
+            name = st.name.split(':')[0]
+            self.diagnostics_seen[name] = (now, procs.get(name))
             self.status_values[st.name.split(':')[0]] = {kv.key: kv.value for kv in st.values}
             values = parse_rate_values(st.values)
             if values:
                 self.rate_counters[st.name.split(':')[0]] = values
 
     def rate_snapshot(self, fresh: float = 1.2) -> Dict[str, Dict[str, float]]:
-        """The nodes' cumulative rate counters (:mod:`rate_monitor`), after spinning ``fresh``
-        seconds so every node's 1 Hz diagnostics is current."""
+        """The nodes' cumulative rate counters (:mod:`hybrid_vla_ros.execution.rate_monitor`),
+        after spinning ``fresh`` seconds so every node's 1 Hz diagnostics is current."""
         self.rate_counters.clear()
         self.spin(fresh)
         return {k: dict(v) for k, v in self.rate_counters.items()}
@@ -229,11 +288,30 @@ class GraphSession:
         raise TimeoutError(f'timed out after {timeout:.0f} s waiting for {what} '
                            f'(node logs: {os.path.join(self.log_dir, "graph.log")})')
 
+    def unresponsive(self, timeout: Optional[float] = None) -> Dict[str, float]:
+        """Running graph nodes whose 1 Hz ``/diagnostics`` stopped for more than ``timeout`` s
+        (default :attr:`hang_timeout`): node -> seconds of silence (hung, e.g. SIGSTOP)."""
+        timeout = self.hang_timeout if timeout is None else timeout
+        now = time.monotonic()
+        running = {name: p for name, p in self.procs.procs.items()
+                   if name not in self.procs.stopped and p.poll() is None} if self.procs else {}
+        # a restarted node is judged once its new process has reported
+        return {name: now - t for name, (t, proc) in self.diagnostics_seen.items()
+                if running.get(name) is not None and running[name] is proc and now - t > timeout}
+
     def _check_alive(self) -> None:
+        """Raise RuntimeError naming a node that exited or stopped responding."""
         dead = self.procs.failed() if self.procs else None
         if dead is not None:
             raise RuntimeError(f'node {dead} exited with code {self.procs.procs[dead].returncode}'
                                f' (see {os.path.join(self.log_dir, "graph.log")})')
+        if self.hang_timeout > 0 and self._judging:
+            hung = self.unresponsive()
+            if hung:
+                name, age = max(hung.items(), key=lambda kv: kv[1])
+                raise RuntimeError(f'node {name} is not responding: no /diagnostics for '
+                                   f'{age:.1f} s (hung?) (see '
+                                   f'{os.path.join(self.log_dir, "graph.log")})')
 
     # ------------------------------------------------------------------ episodes
     def reset(self, task: str, seed: int, quiet: float = 0.3, quiet_timeout: float = 3.0) -> str:
@@ -245,7 +323,6 @@ class GraphSession:
         from hybrid_vla_msgs.srv import SetTask
         dropped = self.reset_planner.call_async(Trigger.Request())
         self.wait(dropped.done, 10.0, 'the strategic planner reset')
-        self.reset_stamp = self.node.get_clock().now().nanoseconds
         end = time.monotonic() + quiet_timeout
         while time.monotonic() < end and time.monotonic() - self.last_chunk < quiet:
             self.spin(0.05)
@@ -262,23 +339,69 @@ class GraphSession:
                   'the reset scene')
         return res.instruction
 
-    def _answers(self, plan, instruction: str) -> bool:
-        """Is ``plan`` this episode's answer to ``instruction`` (made after the reset)?"""
-        from rclpy.time import Time
-        return plan is not None and plan.instruction == instruction and \
-            Time.from_msg(plan.header.stamp).nanoseconds >= self.reset_stamp
+    # ------------------------------------------------------------------ the instruction task
+    def execute(self, instruction: str, timeout: float = 30.0) -> bool:
+        """Send ``instruction`` as an ExecuteInstruction goal (it preempts a running one).
+        True if accepted; False if rejected (:attr:`rejection` says why)."""
+        from hybrid_vla_msgs.action import ExecuteInstruction
+        from hybrid_vla_ros.hierarchy.strategic_core import check_instruction
+        self.feedback = []
+        sent = self.instruction_client.send_goal_async(
+            ExecuteInstruction.Goal(instruction=instruction),
+            feedback_callback=lambda m: self.feedback.append(m.feedback))
+        self.wait(sent.done, timeout, 'the strategic planner to answer the goal')
+        handle = sent.result()
+        if not handle.accepted:
+            try:   # the same check as the planner's: the reason it logged
+                check_instruction(instruction)
+                self.rejection = 'rejected by the strategic planner (see its log)'
+            except ValueError as e:
+                self.rejection = str(e)
+            self._goal = self._result = None
+            return False
+        self.rejection = ''
+        self._goal, self._result = handle, handle.get_result_async()
+        return True
+
+    def is_task_complete(self) -> bool:
+        """The last accepted goal has ended (or there is none)."""
+        return self._result is None or self._result.done()
+
+    def get_feedback(self):
+        """The latest feedback of the goal (state, active_index, active_subgoal, plan)."""
+        return self.feedback[-1] if self.feedback else None
+
+    def get_result(self):
+        """``(status, result)`` of the ended goal: status 'succeeded', 'canceled' or 'aborted';
+        ``(None, None)`` while it runs or without a goal."""
+        from action_msgs.msg import GoalStatus
+        if self._result is None or not self._result.done():
+            return None, None
+        r = self._result.result()
+        status = {GoalStatus.STATUS_SUCCEEDED: 'succeeded',
+                  GoalStatus.STATUS_CANCELED: 'canceled'}.get(r.status, 'aborted')
+        return status, r.result
+
+    def cancel_task(self, timeout: float = 10.0) -> None:
+        """Cancel the running goal (the planner drops the plan; the arm holds) and wait for its
+        result."""
+        if self.is_task_complete():
+            return
+        cancel = self._goal.cancel_goal_async()
+        self.wait(cancel.done, timeout, 'the cancel response')
+        self.wait(self.is_task_complete, timeout, 'the canceled goal to end')
 
     def run_episode(self, task: str, seed: int, instruction: Optional[str] = None,
                     timeout: float = 60.0, settle: float = 1.0,
                     horizon: Optional[float] = None) -> dict:
-        """Reset, instruct, and run until the plan is done (+ ``settle`` s) or ``timeout``.
+        """Reset, send the instruction goal, and run until the goal has ended (+ ``settle`` s)
+        or ``timeout`` (then the goal is canceled: the plan is dropped, the arm holds).
 
         With ``horizon`` (s of sim time), run until the sim's clock since the reset reaches it
-        instead, whatever the plan's progress (the no-ROS evaluation's episode length: the task's
-        ``max_steps`` control steps), or ``settle`` s after a planning error (an empty plan:
-        nothing will move). Note the no-ROS evaluation keeps driving the last sub-goal to the
-        end, while in the graph the levels below stop once the plan is complete."""
-        from std_msgs.msg import String
+        instead, whatever the plan's progress (the task's ``max_steps`` control steps, the
+        no-ROS evaluation's longest episode), or ``settle`` s after a planning error (an empty
+        plan: nothing will move). As in the no-ROS evaluation, the levels below stop once the
+        plan is complete."""
         default = self.reset(task, seed)
         instruction = instruction or default
         self.chunk_latency_ms.clear()
@@ -287,34 +410,37 @@ class GraphSession:
         self.on_event(f'{task} (seed {seed}): {instruction!r}')
         t0 = time.monotonic()
         self.plan = None  # the latched plan of the previous episode is not this one's
-        sent = [0.0]
-
-        def send():  # an instruction is a volatile message: repeat until a plan answers it
-            if time.monotonic() - sent[0] > 10.0:
-                self.pub_instruction.publish(String(data=instruction))
-                sent[0] = time.monotonic()
-        self.wait(lambda: send() or self._answers(self.plan, instruction), 60.0, 'a plan')
+        accepted = self.execute(instruction)
+        if not accepted:
+            self.on_event(f'  instruction rejected: {self.rejection}')
         done_at = None
-        while time.monotonic() - t0 < timeout:
+        while accepted and time.monotonic() - t0 < timeout:
             self.spin(0.1)
-            p = self.plan
-            if horizon is not None and p.subgoals:
+            status, result = self.get_result()
+            planned = status is None or result.subgoals_total > 0
+            if horizon is not None and planned:
                 st = self.latest.get('status', {})
                 if st.get('seed') == seed and st.get('sim_time', 0.0) >= horizon:
                     break
                 continue
-            finished = bool(p.subgoals) and p.active_index >= len(p.subgoals)
-            if (finished or not p.subgoals) and done_at is None:
+            if status is not None and done_at is None:
                 done_at = time.monotonic()
+                if not planned:
+                    self.on_event(f'  no plan: {result.message}')
             if done_at is not None and time.monotonic() - done_at > settle:
                 break
+        self.cancel_task()   # out of time: drop the plan, hold
+        outcome, result = self.get_result()
         status = self.latest.get('status', {})
         lat = np.asarray(self.chunk_latency_ms or [np.nan])
         return {'task': task, 'seed': seed, 'instruction': instruction,
                 'success': bool(status.get('success', False)),
                 'error_mm': float(status.get('error_mm', float('nan'))),
-                'subgoals': len(self.plan.subgoals),
-                'subgoals_done': int(min(self.plan.active_index, len(self.plan.subgoals))),
+                'outcome': outcome or 'rejected',
+                'message': result.message if result is not None else self.rejection,
+                'no_plan': result is None or result.subgoals_total == 0,
+                'subgoals': int(result.subgoals_total) if result is not None else 0,
+                'subgoals_done': int(result.subgoals_done) if result is not None else 0,
                 'seconds': time.monotonic() - t0,
                 'sim_time': float(status.get('sim_time', float('nan'))),
                 'latency_ms_p50': float(np.median(lat)),

@@ -1,8 +1,9 @@
 """Data: demonstration datasets and ROS 2 MCAP bags (without a rosbag2 install).
 
 ``mcap_recorder`` needs no node (only ``rclpy.serialization`` and the message packages);
-``topic_recorder`` is the rclpy node that records live topics with it. The recorder names below
-are imported lazily, so ``hybrid_vla_ros.data.<module>`` never pulls in mcap or ROS by itself.
+``nodes/topic_recorder.py`` is the rclpy node that records live topics with it. The recorder
+names below are imported lazily, so ``hybrid_vla_ros.data.<module>`` never pulls in mcap or ROS
+by itself.
 """
 import importlib
 

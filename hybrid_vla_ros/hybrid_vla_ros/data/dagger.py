@@ -8,11 +8,12 @@ within ``radius`` of a precise (servo) sub-goal's target ask the expert what it 
 there. The expert's answer near the target is its settle/servo rule, a pure function of the
 state: the IK solution of the target warm-started at the measured joints (the nearest one in
 the redundant 7-DoF null space), held for the whole chunk. Those (state, chunk) pairs are
-stored with an ``action_chunk`` array, which the motor training uses instead of building chunks
+stored with an ``action_chunk`` feature, which the motor training uses instead of building chunks
 from the following steps.
 
     hybrid-vla collect --task reach --episodes 150 --seed 20000 --out runs/dagger/b64_r1 \\
-        --dagger hybrid_vla_ros/checkpoints/motor/coarse_to_fine_b64 --dagger-radius 0.02
+        --dagger hybrid_vla_ros/checkpoints/arm7/motor/coarse_to_fine_b64 --dagger-radius 0.02 \\
+        --no-images
 """
 from typing import Optional
 
@@ -28,15 +29,14 @@ def settle_label(kin, q, target_pos, target_quat) -> np.ndarray:
     return np.asarray(q_ik, float)
 
 
-def dagger_episode(sim, task: str, seed: int, policy, expert_name: str, horizon: int,
+def dagger_episode(sim, spec, task: str, seed: int, policy, expert_name: str, horizon: int,
                    radius: float, refine_steps: Optional[int] = None):
     """Roll out the learner on (task, seed); return (arrays, meta) of its labelled steps.
 
     ``arrays`` is None when the learner never came within ``radius`` of a servo target.
     """
-    from hybrid_vla_ros.evaluation.motor_eval import PolicyDriver
+    from hybrid_vla_ros.motor.driver import PolicyDriver
     from hybrid_vla_ros.sim.rollout import rollout
-    from hybrid_vla_ros.sim.tasks import CONTROL_DT
 
     driver = PolicyDriver(policy, lambda obs: expert_name, steps=refine_steps, seed=seed)
     log, chunks = [], []
@@ -62,6 +62,6 @@ def dagger_episode(sim, task: str, seed: int, policy, expert_name: str, horizon:
             'radius': float(radius)}
     if not log:
         return None, meta
-    arrays = episode_arrays(log, dt=CONTROL_DT)
+    arrays = episode_arrays(log, spec)
     arrays['action_chunk'] = np.stack(chunks).astype(np.float32)
     return arrays, meta

@@ -108,11 +108,10 @@ def get_message(type_name):
 # ----------------------------------------------------------------------- schema definitions
 
 def _prefixes(pkg):
-    """Install prefixes to search for ``share/<pkg>``: ament index first, then this venv."""
-    seen = []
-    for prefix in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep):
-        if prefix and prefix not in seen:
-            seen.append(prefix)
+    """Install prefixes to search for ``share/<pkg>``: the ament index first (the one lookup of
+    :mod:`hybrid_vla_ros.resources`), then this venv (message packages installed by pip)."""
+    from hybrid_vla_ros.resources import ament_prefixes
+    seen = ament_prefixes(pkg)
     for prefix in (sys.prefix, sys.base_prefix):
         if prefix not in seen:
             seen.append(prefix)

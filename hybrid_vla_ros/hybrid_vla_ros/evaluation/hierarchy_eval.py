@@ -1,18 +1,23 @@
 """Closed-loop evaluation of the whole hierarchy in the sim (no ROS): ``--levels 2`` or ``3``.
 
-Level 3 (strategic planner) plans once from the instruction and the first camera image (RGB +
-depth); sub-goals advance on the measured state (:class:`SubgoalProgress`); a stale sub-goal
-triggers one re-plan from a fresh image. ``--levels 3`` asks the tactical planner for the
-waypoints of each sub-goal when it starts; ``--levels 2`` hands the sub-goal's target straight
-to the motor expert as its only waypoint. Nothing privileged reaches the policy: the planners see
-the image, the motor level sees joint state, tool pose (FK) and waypoints.
+It drives the cores the nodes adapt, in one deterministic loop at the motor's control period:
+:class:`~hybrid_vla_ros.hierarchy.strategic_core.StrategicCore` (planning in the loop's thread:
+:class:`~hybrid_vla_ros.hierarchy.strategic_core.InlineWorker`; sub-goals advance on the
+measured state; a stale sub-goal is re-planned from a fresh image),
+:class:`~hybrid_vla_ros.hierarchy.tactical_core.TacticalCore` (``--levels 3``: the tactical
+planner's waypoints; ``--levels 2``: the sub-goal's target as its only waypoint),
+:class:`~hybrid_vla_ros.hierarchy.router_core.RouterCore` and
+:class:`~hybrid_vla_ros.motor.driver.MotorCore`. The plan reaches the levels below as the same
+:class:`~hybrid_vla_ros.hierarchy.active_plan.ActivePlan` the nodes build from ``SubGoalList``.
+Each step executes the first step of the chunk; once every sub-goal is done the motor acts on
+the last waypoints for its ``waypoint_timeout`` (as the node), then the arm holds, and the
+episode ends ``settle`` s after completion (or at the task's ``max_steps``). Differences from the
+graph are transport, timing and the chunk executor's streaming. Nothing privileged reaches the
+policy: the planners see the image, the levels below joint state (tool pose by FK) and the plan.
 """
 from typing import List, Optional, Tuple
 
 import numpy as np
-
-from hybrid_vla_ros.hierarchy.subgoal_progress import SubgoalProgress, anchor_final_waypoint
-from hybrid_vla_ros.motor.features import WaypointTracker, waypoint_vector
 
 
 def read_instructions(path: str) -> List[Tuple[str, str]]:
@@ -30,11 +35,32 @@ def read_instructions(path: str) -> List[Tuple[str, str]]:
     return out
 
 
-def run_episode(sim, task, seed, instruction, strategic, tactical, policy, expert_choice,
-                steps=None, levels=3, replans=1):
-    """One closed-loop episode; returns a dict of outcome and planning figures."""
-    from hybrid_vla_ros.planning.skills import PlanningError
-    from hybrid_vla_ros.planning.training import expert_symbolic
+# the motor node's default ``waypoint_timeout`` (s): it acts on the last waypoints that long
+# after the tactical level stops publishing them (e.g. once the plan is complete)
+MOTOR_WAYPOINT_TIMEOUT = 0.5
+
+
+class TargetAsWaypoint:
+    """``--levels 2``: the tactical planner's interface, handing the sub-goal's target to the
+    motor level as its only waypoint."""
+
+    def waypoints(self, subgoal, observation) -> list:
+        from hybrid_vla_ros.domain.types import Waypoint
+        return [Waypoint(np.asarray(subgoal.position, float),
+                         np.asarray(subgoal.orientation, float), float(subgoal.gripper), 0.0)]
+
+
+def run_episode(sim, task, seed, instruction, strategic, tactical, motor, router, *,
+                settle: float = 1.0, subgoal_timeout: float = 20.0):
+    """One closed-loop episode through the cores (module docstring); ``tactical`` is a
+    TacticalCore, ``motor`` a MotorCore, ``router`` a RouterCore, all fresh for the episode.
+    Returns a dict of outcome and planning figures."""
+    import torch
+
+    from hybrid_vla_ros.hierarchy.active_plan import active_plan_of
+    from hybrid_vla_ros.hierarchy.strategic_core import InlineWorker, StrategicCore
+    from hybrid_vla_ros.motor.features import waypoint_vector
+    from hybrid_vla_ros.planning.labels import expert_symbolic
     from hybrid_vla_ros.sim.scripted_expert import plan as expert_plan
     from hybrid_vla_ros.sim.scripted_expert import task_state
     from hybrid_vla_ros.sim.tasks import CONTROL_DT
@@ -43,105 +69,118 @@ def run_episode(sim, task, seed, instruction, strategic, tactical, policy, exper
     ref_steps, _, _ = expert_symbolic(sim.episode, expert_plan(task_state(sim), 0))
     ref = [(s.skill, s.object) for s in ref_steps]
     n_sub = int(round(CONTROL_DT / sim.timestep))
-
-    def make_plan():
-        return strategic.plan(instruction, sim.render(), sim.camera_info(),
-                              depth=sim.render_depth())
+    core = StrategicCore(worker=InlineWorker(
+        lambda req: strategic.plan(req.instruction, req.image, req.camera, depth=req.depth)),
+        subgoal_timeout=subgoal_timeout)
+    core.set_camera(sim.camera_info())
+    generator = torch.Generator().manual_seed(int(seed))
     out = {'planning_error': None, 'exact_match': False, 'replans': 0, 'plan_ms': None}
-    try:
-        plan = make_plan()
-    except PlanningError as e:
-        out.update(success=False, error_mm=float(task.error_mm(sim)), steps=0,
-                   planning_error=str(e))
-        return out
-    out['plan_ms'] = plan.timing_ms.get('total')
-    out['exact_match'] = plan.symbolic() == ref
-    idx, progress, tracker = 0, SubgoalProgress(), WaypointTracker()
-    choose = expert_choice
-
-    def start_subgoal(sg):
-        if levels == 3:
-            p, q = sim.tool_pose()
-            obs = {'tool_pos': p, 'tool_quat': q, 'gripper': sim.gripper_state()}
-            if 'obstacle' in plan.scene:
-                ob = plan.scene['obstacle']
-                obs['obstacle'] = {'pos': np.asarray(ob['pos']), 'yaw': ob['yaw']}
-            wps = [waypoint_vector(w.pos, w.quat, w.gripper) for w in anchor_final_waypoint(
-                tactical.waypoints(sg, obs), sg.position, sg.orientation)]
-        else:
-            wps = [waypoint_vector(sg.position, sg.orientation, sg.gripper)]
-        tracker.set_waypoints(wps)
-        progress.reset(sim.time)
-
-    start_subgoal(plan.subgoals[0])
-    step = 0
+    core.request(instruction, sim.time, fresh=True)
+    done_at, step = None, 0
     while step < task.max_steps:
-        step += 1
-        sg = plan.subgoals[idx]
-        p, q = sim.tool_pose()
-        status = progress.update(sim.time, sg.skill, sg.position, p, sim.gripper_state())
-        if status == 'done' and idx < len(plan.subgoals) - 1:
-            idx += 1
-            sg = plan.subgoals[idx]
-            start_subgoal(sg)
-        elif status == 'stale':
-            if out['replans'] >= replans:
+        now = sim.time
+        if core.waiting_for_image():   # depth first, as the camera publishes them
+            core.observe_depth(sim.render_depth(), now, now)
+            core.observe_image(sim.render(), now, now)
+        for kind, r in core.collect(now):
+            if kind == 'error' and out['plan_ms'] is None:
+                out['planning_error'] = r.error
+            elif kind == 'plan' and out['plan_ms'] is None:
+                out['plan_ms'] = r.ms
+                out['exact_match'] = r.plan.symbolic() == ref
+        if core.plan is None and not core.planning:
+            break   # planning failed: nothing will move
+        state = sim.state()
+        if core.running:
+            tool, _ = motor.kin.fk(state[:-1])
+            if core.update_progress(now, tool, float(state[-1])) == 'replan':
+                out['replans'] += 1
+        if core.complete:
+            done_at = now if done_at is None else done_at
+            if now - done_at >= settle:
                 break
-            out['replans'] += 1
-            try:
-                plan, idx = make_plan(), 0
-            except PlanningError as e:
-                out['planning_error'] = str(e)
-                break
-            start_subgoal(plan.subgoals[0])
-            continue
-        wp = tracker.update(p)
-        name = choose({'subgoal': sg.to_dict(), 'subgoal_index': idx, 'state': sim.state()})
-        chunk, _, _ = policy.act(name, sim.state(), wp, p, q, steps=steps)
-        sim.set_joint_targets(chunk[0, :7])
-        sim.set_gripper(float(np.clip(chunk[0, 7], 0.0, 1.0)))
+        plan = active_plan_of(core.plan, core.stamp, core.active) if core.running else None
+        tactical.on_state(state)
+        if plan is not None:   # what the levels get from each (re-)publication of the plan
+            tactical.on_plan(plan, now)
+            for sel in (router.on_plan(plan), router.on_state(state)):
+                if sel is not None:
+                    motor.on_expert(sel.expert)
+        tstep = tactical.tick(now) if plan is not None else None
+        if tstep is not None and tstep.waypoints is not None:
+            motor.on_waypoints(tstep.subgoal_id, [waypoint_vector(w.pos, w.quat, w.gripper)
+                                                  for w in tstep.waypoints], now)
+        if motor.has_task(now):   # as the node: on waypoints received within waypoint_timeout
+            chunk, _, _ = motor.act(state, generator=generator)
+            sim.set_joint_targets(chunk[0, :-1])  # the arm joints, then the gripper closure
+            sim.set_gripper(float(np.clip(chunk[0, -1], 0.0, 1.0)))
+        # else: no waypoints for waypoint_timeout: the arm holds its last targets
         sim.step(n_sub)
-    out.update(success=bool(task.success(sim)), error_mm=float(task.error_mm(sim)), steps=step)
+        step += 1
+    out.update(success=bool(task.success(sim)), error_mm=float(task.error_mm(sim)), steps=step,
+               subgoals=len(core.plan.subgoals) if core.plan is not None else 0,
+               subgoals_done=core.active if core.plan is not None else 0)
     return out
 
 
 def evaluate_hierarchy(args, sim=None, progress: bool = True) -> dict:
     from tqdm import tqdm
 
+    from hybrid_vla_ros.hierarchy.router_core import RouterCore
+    from hybrid_vla_ros.hierarchy.tactical_core import TacticalCore
+    from hybrid_vla_ros.motor.driver import MotorCore
     from hybrid_vla_ros.motor.policy import MotorPolicy, motor_checkpoint
+    from hybrid_vla_ros.planning.skills import plan_bounds
     from hybrid_vla_ros.planning.strategic_planner import StrategicPlanner
     from hybrid_vla_ros.planning.tactical_planner import TacticalPlanner
+    from hybrid_vla_ros.robot import DEFAULT_ROBOT, load_robot
     from hybrid_vla_ros.sim.arm_sim import ArmSim
     from hybrid_vla_ros.sim.tasks import get_task
 
     task = get_task(args.task)
+    robot = load_robot(sim.robot if sim is not None
+                       else (getattr(args, 'robot', None) or DEFAULT_ROBOT))
+    joints = robot.joint_names
     phrasings: Optional[List[str]] = None
     if args.instructions:
         phrasings = [t for k, t in read_instructions(args.instructions) if k == args.task]
         if not phrasings:
             raise ValueError(f'{args.instructions}: no phrasing for task {args.task!r}')
+    kin = robot.kinematics()
     strategic = StrategicPlanner.from_checkpoint()
-    tactical = TacticalPlanner.from_checkpoint() if args.levels == 3 else None
+    strategic.bounds = plan_bounds(kin.reach())  # as the planner node does
+    tactical_planner = TacticalPlanner.from_checkpoint(robot=robot) if args.levels == 3 \
+        else TargetAsWaypoint()
+    chooser = None
     if args.expert == 'router':
-        from hybrid_vla_ros.evaluation.routing import load_router_policy
-        policy, choose = load_router_policy(args.checkpoints, bins=args.bins)
+        from hybrid_vla_ros.motor.routing import load_router_policy
+        policy, chooser = load_router_policy(args.checkpoints, bins=args.bins,
+                                             joint_names=joints, robot=robot)
     else:
         policy = MotorPolicy.from_checkpoints(
-            {args.expert: motor_checkpoint(args.expert, args.bins, args.checkpoints)})
-        choose = (lambda obs: args.expert)  # noqa: E731
-    sim = sim or ArmSim()
+            {args.expert: motor_checkpoint(args.expert, args.bins, args.checkpoints, robot)},
+            joint_names=joints)
+    default = args.expert if args.expert != 'router' else \
+        ('coarse_to_fine' if 'coarse_to_fine' in policy.experts else next(iter(policy.experts)))
+    sim = sim or ArmSim(robot=robot)
     rows = []
     bar = tqdm(range(args.episodes), desc=f'eval {args.task} levels={args.levels}', unit='ep',
                disable=not progress)
     for i in bar:
         seed = args.seed + i
         text = phrasings[i % len(phrasings)] if phrasings else task.instruction(seed)
-        rows.append(run_episode(sim, task, seed, text, strategic, tactical, policy, choose,
-                                steps=args.refine_steps, levels=args.levels))
+        # fresh cores per episode, as a fresh graph's nodes (the graph's are reset between
+        # episodes by a new plan stamp)
+        tactical = TacticalCore(tactical_planner, kin, robot.n_joints, plan_timeout=0.0)
+        router = RouterCore(chooser) if chooser is not None else RouterCore(fixed=args.expert)
+        motor = MotorCore(policy, default, kinematics=kin, steps=args.refine_steps,
+                          waypoint_timeout=MOTOR_WAYPOINT_TIMEOUT, reach=kin.reach())
+        rows.append(run_episode(sim, task, seed, text, strategic, tactical, motor, router))
         bar.set_postfix(success=f"{sum(r['success'] for r in rows)}/{len(rows)}")
     e = np.array([r['error_mm'] for r in rows])
     plan_ms = [r['plan_ms'] for r in rows if r['plan_ms'] is not None]
     return {'task': args.task, 'levels': args.levels, 'expert': args.expert,
+            'robot': robot.name,
             'episodes': args.episodes, 'seed': args.seed,
             'success_rate': float(np.mean([r['success'] for r in rows])),
             'median_error_mm': float(np.median(e)), 'p95_error_mm': float(np.percentile(e, 95)),

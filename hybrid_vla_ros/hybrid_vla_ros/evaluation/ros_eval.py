@@ -1,7 +1,10 @@
 """``hybrid-vla eval --ros``: the same evaluation through the launched ROS 2 graph.
 
-Instructions go in on the ``instruction`` topic; the outcome is read from the sim's
-evaluation-only ``ground_truth/task_status``. Timing, all from message stamps / node clocks:
+Each episode's instruction is an ``ExecuteInstruction`` goal of the strategic planner
+(:class:`~hybrid_vla_ros.bringup.session.GraphSession`); the outcome is read from the sim's
+evaluation-only ``ground_truth/task_status``. ``episodes_without_plan``: goals rejected or
+aborted before any plan (planning failed), or that no answer came for. Timing, all from
+message stamps / node clocks:
 
 * ``latency_ms``: joint state -> action chunk at the motor (``ActionChunk.header.stamp`` -
   ``observation_stamp``: the DDS hop from the plant, parsing, inference, message building).
@@ -13,7 +16,7 @@ evaluation-only ``ground_truth/task_status``. Timing, all from message stamps / 
   from its ``/diagnostics`` counters.
 * ``rates``: per level, the achieved rate and the deadline-miss fraction over the whole
   evaluation, from the nodes' cumulative counters in ``/diagnostics``. The deadline
-  (:mod:`hybrid_vla_ros.nodes.rate_monitor`): a period of ``T = 1 / target_hz`` is missed when
+  (:mod:`hybrid_vla_ros.execution.rate_monitor`): a period of ``T = 1 / target_hz`` is missed when
   the gap between consecutive outputs exceeds 1.5 T (``round(gap / T) - 1`` periods missed, at
   least 1) or the work of a cycle took longer than T; ``deadline_miss`` = missed / periods;
   idle spells (no plan or waypoints yet) are not counted. ``max_gap_ms`` is over each node's
@@ -31,6 +34,7 @@ import numpy as np
 def evaluate_ros(args) -> dict:
     from hybrid_vla_ros.bringup.session import GraphSession
     from hybrid_vla_ros.evaluation.hierarchy_eval import read_instructions
+    from hybrid_vla_ros.robot import DEFAULT_ROBOT, load_robot
     from hybrid_vla_ros.sim.tasks import CONTROL_DT, get_task
 
     task = get_task(args.task)
@@ -39,9 +43,7 @@ def evaluate_ros(args) -> dict:
         phrasings = [t for k, t in read_instructions(args.instructions) if k == args.task]
         if not phrasings:
             raise ValueError(f'{args.instructions}: no phrasing for task {args.task!r}')
-    overrides = {'sim_arm': {'task': args.task, 'seed': args.seed}}
-    if args.expert != 'router':
-        overrides['expert_router'] = {'fixed_expert': args.expert}
+    overrides = graph_overrides(args)
     extra = getattr(args, 'ros_overrides', None) or {}
     for node, values in extra.items():
         overrides.setdefault(node, {}).update(values)
@@ -49,7 +51,9 @@ def evaluate_ros(args) -> dict:
     rows, latencies, command_latencies, inference = [], [], [], []
     load = [os.getloadavg()[0]]
     t_start = time.monotonic()
-    with GraphSession(overrides=overrides, log_dir=log_dir,
+    robot = load_robot(getattr(args, 'robot', None) or DEFAULT_ROBOT)
+    check_graph_checkpoints(robot, args.expert, getattr(args, 'checkpoints', None))
+    with GraphSession(robot=robot.config_file, overrides=overrides, log_dir=log_dir,
                       on_event=lambda m: print(m, flush=True)) as session:
         before = session.rate_snapshot()
         planner_before = dict(session.status_values.get('strategic_planner', {}))
@@ -59,13 +63,13 @@ def evaluate_ros(args) -> dict:
             try:
                 r = session.run_episode(args.task, seed, text,
                                         timeout=task.max_steps * CONTROL_DT * 2 + 10)
-            except TimeoutError as e:  # no plan answered the instruction: a failed episode
+            except TimeoutError as e:  # the planner did not answer the goal: a failed episode
                 print(f'  episode failed: {e}', flush=True)
                 status = session.latest.get('status', {})
                 r = {'success': bool(status.get('success', False)) and
                      status.get('seed') == seed,
                      'error_mm': float(status.get('error_mm', float('nan'))),
-                     'subgoals': 0, 'subgoals_done': 0, 'timeout': True}
+                     'subgoals': 0, 'subgoals_done': 0, 'no_plan': True}
             print(f"  -> {'success' if r['success'] else 'FAILED'}, error {r['error_mm']:.1f} mm, "
                   f"{r['subgoals_done']}/{r['subgoals']} sub-goals", flush=True)
             latencies += session.chunk_latency_ms
@@ -76,12 +80,13 @@ def evaluate_ros(args) -> dict:
         after = session.rate_snapshot()
         planner_after = dict(session.status_values.get('strategic_planner', {}))
     e = np.array([r['error_mm'] for r in rows])
-    return {'task': args.task, 'expert': args.expert, 'levels': 3, 'ros': True,
+    return {'task': args.task, 'expert': args.expert, 'robot': robot.name, 'levels': 3,
+            'ros': True,
             'episodes': args.episodes, 'seed': args.seed,
             'success_rate': float(np.mean([r['success'] for r in rows])),
             'median_error_mm': float(np.nanmedian(e)),
             'p95_error_mm': float(np.nanpercentile(e, 95)),
-            'episodes_without_plan': sum(bool(r.get('timeout')) for r in rows),
+            'episodes_without_plan': sum(bool(r.get('no_plan')) for r in rows),
             'subgoals_completed': float(np.mean([r['subgoals_done'] / max(1, r['subgoals'])
                                                  for r in rows])),
             'replans': counter_growth(planner_before, planner_after, 'replans'),
@@ -96,6 +101,50 @@ def evaluate_ros(args) -> dict:
             'wall_s': round(time.monotonic() - t_start, 1),
             'graph_overrides': extra,
             'logs': os.path.join(log_dir, 'graph.log')}
+
+
+def graph_overrides(args) -> dict:
+    """The node parameters ``--task/--seed``, ``--expert`` and ``--checkpoints`` set (before
+    ``--ros-set``): a fixed expert is the only one the motor node loads (a folder may hold just
+    that one) and the router is bypassed; ``--checkpoints`` is the motor node's
+    ``checkpoint_dir`` and, with the router, its ``router/`` checkpoint."""
+    overrides = {'sim_arm': {'task': args.task, 'seed': args.seed}}
+    checkpoints = getattr(args, 'checkpoints', None)
+    motor = {}
+    if checkpoints:
+        checkpoints = os.path.abspath(checkpoints)
+        if not os.path.isdir(checkpoints):
+            raise FileNotFoundError(f'--checkpoints {checkpoints}: no such folder')
+        motor['checkpoint_dir'] = checkpoints
+    if args.expert != 'router':
+        overrides['expert_router'] = {'fixed_expert': args.expert}
+        motor.update(experts=[args.expert], default_expert=args.expert)
+    elif checkpoints:
+        overrides['expert_router'] = {'router_checkpoint': os.path.join(checkpoints, 'router')}
+    if motor:
+        overrides['motor_policy'] = motor
+    return overrides
+
+
+def check_graph_checkpoints(robot, expert: str, checkpoints=None) -> None:
+    """Before any node starts: every checkpoint the graph will load (the fixed expert, or the
+    router and the motor node's ``experts``) exists and was made for ``robot`` (a clear
+    CheckpointError / FileNotFoundError here instead of a node dying at start-up)."""
+    from hybrid_vla_ros.models.checkpoint import check_robot, read_config
+    from hybrid_vla_ros.motor.policy import shipped_motor_dir
+    root = os.path.abspath(checkpoints) if checkpoints else shipped_motor_dir(robot)
+    if expert != 'router':
+        names = [expert]
+    else:
+        names = list(robot.section('motor_policy').get(
+            'experts', ['token', 'flow', 'diffusion', 'coarse_to_fine'])) + ['router']
+    for name in names:
+        path = os.path.join(root, name)
+        if not os.path.isfile(os.path.join(path, 'config.json')):
+            raise FileNotFoundError(
+                f'no checkpoint {path} for the graph (--expert {expert}); train one with '
+                f'`hybrid-vla train motor --robot {robot.name} ...` and pass --checkpoints')
+        check_robot(read_config(path), robot.joint_names, path)
 
 
 def counter_growth(before: dict, after: dict, key: str):
@@ -127,7 +176,7 @@ def by_expert(latencies, inference) -> dict:
 
 def rate_table(before: dict, after: dict) -> dict:
     """Per level: the rate/deadline summary of the counters' growth between two snapshots."""
-    from hybrid_vla_ros.nodes.rate_monitor import summarize
+    from hybrid_vla_ros.execution.rate_monitor import summarize
     out = {}
     for name, end in sorted(after.items()):
         start = before.get(name, {})

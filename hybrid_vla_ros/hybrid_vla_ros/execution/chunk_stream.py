@@ -7,7 +7,20 @@ current time (each step's target held for its step) and cross-fades from the pre
 style blend: the command stays continuous when a new chunk disagrees with the old). The result
 is clamped to the joint position limits and rate-limited to the velocity limits. It holds (repeats
 the last safe command) when there is no chunk, when the newest chunk has run out or is older
-than ``chunk_timeout``, when the heartbeat from upstream is lost, or on an e-stop.
+than ``chunk_timeout``, when the joint states stop, when the heartbeat from upstream is lost,
+or on an e-stop.
+
+The safety contract, for any sequence of inputs (property-tested in
+``test/test_chunk_stream_properties.py``):
+
+* nothing is commanded before a valid measured position is known (after :meth:`clear` too);
+* every command is finite and inside the position limits (arm joints and gripper joint);
+* every command differs from the previous one by at most ``velocity * dt`` per joint, where
+  ``dt`` is the clock time since the previous command, capped at ``max_dt`` (a stalled
+  executor resumes at the velocity limit, it never catches up with a jump); the first command
+  after a (re)start or a re-sync is within ``velocity * max_dt`` of the measured position;
+* the gripper command obeys the gripper joint's position and velocity limits in the same way,
+  starting from its measured position.
 """
 from dataclasses import dataclass
 import math
@@ -59,41 +72,88 @@ class Chunk:
 
 @dataclass(frozen=True)
 class ExecutorLimits:
+    """Position and velocity limits in the controller's joint order, and the gripper joint's.
+
+    The gripper command 0 (open) .. 1 (closed) maps linearly to the gripper joint's position
+    ``gripper_open`` .. ``gripper_closed`` (joint units, e.g. m); ``gripper_velocity`` is its
+    velocity limit in the same units per second. The defaults make the gripper position the
+    0..1 command itself, unlimited in velocity.
+    """
+
     lower: np.ndarray         # (J,) rad
     upper: np.ndarray         # (J,) rad
     velocity: np.ndarray      # (J,) rad/s
+    gripper_open: float = 0.0
+    gripper_closed: float = 1.0
+    gripper_velocity: float = math.inf
+
+    def gripper_position(self, g: float) -> float:
+        """Gripper joint position for a 0 (open) .. 1 (closed) command."""
+        return self.gripper_open + (self.gripper_closed - self.gripper_open) * g
+
+    @property
+    def gripper_range(self):
+        return (min(self.gripper_open, self.gripper_closed),
+                max(self.gripper_open, self.gripper_closed))
+
+
+#: Bounds of a chunk's timing a controller can execute (s); a horizon above ``MAX_HORIZON``
+#: steps is a malformed message, not a plan.
+MIN_STEP, MAX_STEP, MAX_HORIZON = 1e-3, 10.0, 10000
 
 
 class ChunkStream:
     """Turns a stream of chunks into safe per-tick joint commands.
 
     :param joint_names: the controller's joint order.
-    :param limits: position and velocity limits in that order.
+    :param limits: position and velocity limits in that order, and the gripper's.
     :param blend_time: cross-fade duration from the previous chunk to a new one (s).
     :param chunk_timeout: no new chunk for this long (upstream dead or stalled) -> hold (s).
+        A chunk whose first step is more than this in the past (stale: delayed in transport or
+        by a hung producer) or in the future (clocks disagree) is rejected.
     :param heartbeat_timeout: if > 0, a heartbeat (e.g. an operator's dead-man switch) must
         arrive at least this often, else hold (s). 0 disables the heartbeat requirement.
     :param resync_tolerance: if > 0 and the measured position is further than this (rad, any
         joint) from the last command, the command restarts from the measured position (the arm
         was moved by something else, e.g. a simulator reset or a collision): the executor then
         holds / moves on from where the arm is instead of dragging it back. 0 disables.
+    :param max_dt: the longest time one command's velocity budget covers (s), normally two
+        controller periods.
+    :param state_timeout: if > 0 and the measured position passed to :meth:`tick` with its
+        time is older than this, hold (the plant or its driver stopped reporting) (s).
     """
 
     def __init__(self, joint_names: Sequence[str], limits: ExecutorLimits, *,
                  blend_time: float = 0.05, chunk_timeout: float = 0.3,
-                 heartbeat_timeout: float = 0.0, resync_tolerance: float = 0.0):
+                 heartbeat_timeout: float = 0.0, resync_tolerance: float = 0.0,
+                 max_dt: float = 0.02, state_timeout: float = 0.0):
         self.joint_names = list(joint_names)
         self.limits = limits
+        n = len(self.joint_names)
+        for key in ('lower', 'upper', 'velocity'):
+            v = np.asarray(getattr(limits, key), dtype=float)
+            if v.shape != (n,) or not np.all(np.isfinite(v)):
+                raise ValueError(f'limits.{key}: expected {n} finite values, got {v}')
+        if np.any(limits.lower > limits.upper) or np.any(limits.velocity <= 0):
+            raise ValueError('limits: expected lower <= upper and velocity > 0 for every joint')
+        if not limits.gripper_velocity > 0:
+            raise ValueError(f'limits.gripper_velocity must be > 0, got {limits.gripper_velocity}')
+        if not (max_dt > 0 and math.isfinite(max_dt)):
+            raise ValueError(f'max_dt must be > 0 s, got {max_dt}')
         self.blend_time = float(blend_time)
         self.chunk_timeout = float(chunk_timeout)
         self.heartbeat_timeout = float(heartbeat_timeout)
         self.resync_tolerance = float(resync_tolerance)
+        self.max_dt = float(max_dt)
+        self.state_timeout = float(state_timeout)
         self.n_resyncs = 0
+        self.n_seeds = 0   # starts from a measured position (first, after clear, re-sync)
         self.current: Optional[Chunk] = None
         self.switch_time = -np.inf
-        self.last_cmd: Optional[np.ndarray] = None
+        self.last_cmd: Optional[np.ndarray] = None   # (J,) last arm command
         self.blend_from = None
-        self.last_grip = 0.0
+        self.last_grip = 0.0                          # last 0..1 gripper target (from chunks)
+        self.last_grip_cmd: Optional[float] = None    # last gripper joint command
         self.last_tick: Optional[float] = None
         self.estop = False
         self.last_heartbeat = -np.inf
@@ -109,13 +169,13 @@ class ChunkStream:
         try:
             chunk = self._validate(joint_names, positions, gripper, horizon, t0, step, now,
                                    expert)
+            if self.current is not None and chunk.t0 < self.current.t0:
+                raise ChunkRejectedError(
+                    f'chunk starts at {chunk.t0:.3f} s, before the executing one '
+                    f'({self.current.t0:.3f} s): out of order, dropped')
         except ChunkRejectedError:
             self.n_rejected += 1
             raise
-        if self.current is not None and chunk.t0 < self.current.t0:
-            self.n_rejected += 1
-            raise ChunkRejectedError(f'chunk starts at {chunk.t0:.3f} s, before the executing one '
-                                f'({self.current.t0:.3f} s): out of order, dropped')
         # Blend from the command function in effect now (itself possibly mid-blend), so a chunk
         # that arrives during a blend still starts from a continuous command.
         self.blend_from = self._command_fn(now)
@@ -148,35 +208,52 @@ class ChunkStream:
         return blended
 
     def _validate(self, joint_names, positions, gripper, horizon, t0, step, now, expert):
-        names = list(joint_names)
+        try:
+            names = [str(n) for n in joint_names]
+            H = int(horizon)
+            p = np.asarray(positions, dtype=float).reshape(-1)
+            g = np.asarray(gripper, dtype=float).reshape(-1)
+            t0, step, now = float(t0), float(step), float(now)
+        except (TypeError, ValueError, OverflowError) as e:
+            raise ChunkRejectedError(f'malformed chunk: {e}') from None
         unknown = sorted(set(names) - set(self.joint_names))
         if unknown:
-            raise ChunkRejectedError(f'unknown joints {unknown}; this arm has {self.joint_names}')
+            raise ChunkRejectedError(f'unknown joints {unknown[:8]}; this arm has '
+                                     f'{self.joint_names}')
         if sorted(names) != sorted(self.joint_names):
-            raise ChunkRejectedError(f'chunk names {names}, expected each of {self.joint_names}')
-        H = int(horizon)
-        p = np.asarray(positions, dtype=float)
-        if H <= 0 or p.size != H * len(names):
+            raise ChunkRejectedError(f'chunk names {names[:16]}, expected each of '
+                                     f'{self.joint_names} once')
+        if not 0 < H <= MAX_HORIZON or p.size != H * len(names):
             raise ChunkRejectedError(f'positions has {p.size} values, expected horizon {H} x '
-                                f'{len(names)} joints = {H * len(names)}')
-        g = np.asarray(gripper, dtype=float)
+                                     f'{len(names)} joints = {H * len(names)} '
+                                     f'(horizon 1..{MAX_HORIZON})')
         if g.size not in (0, H):
             raise ChunkRejectedError(f'gripper has {g.size} values, expected 0 or {H}')
         if not (np.all(np.isfinite(p)) and np.all(np.isfinite(g))):
             raise ChunkRejectedError('chunk contains NaN/Inf')
-        if not (np.isfinite(step) and step > 0 and np.isfinite(t0)):
-            raise ChunkRejectedError(f'bad timing: step {step}, t0 {t0}')
+        if not (math.isfinite(step) and MIN_STEP <= step <= MAX_STEP and math.isfinite(t0)):
+            raise ChunkRejectedError(f'bad timing: step {step} s (expected {MIN_STEP}..'
+                                     f'{MAX_STEP}), t0 {t0}')
+        if now - t0 > self.chunk_timeout:
+            raise ChunkRejectedError(f'stale: its first step is {now - t0:.3f} s old '
+                                     f'(chunk_timeout {self.chunk_timeout} s)')
+        if t0 - now > self.chunk_timeout:
+            raise ChunkRejectedError(f'starts {t0 - now:.3f} s in the future: the clocks of '
+                                     'the motor policy and the executor disagree')
         order = [names.index(j) for j in self.joint_names]
-        p = p.reshape(H, len(names))[:, order]
+        # Targets beyond the limits are clamped here already (the tick clamps again), so the
+        # blend arithmetic never sees huge values.
+        p = np.clip(p.reshape(H, len(names))[:, order], self.limits.lower, self.limits.upper)
         if g.size == 0:
             g = np.full(H, self.last_grip)
-        return Chunk(float(t0), float(step), p, np.clip(g, 0.0, 1.0), float(now), expert,
-                     min(self.blend_time, float(step)))
+        return Chunk(t0, step, p, np.clip(g, 0.0, 1.0), now, expert,
+                     min(self.blend_time, step))
 
     def clear(self) -> None:
         """Forget the chunks and the last command: the next tick holds at the measured position
         it is given (after the arm was moved by something else, e.g. a simulator reset)."""
         self.current = self.blend_from = self.last_cmd = self.last_tick = None
+        self.last_grip_cmd = None
         self.switch_time = -np.inf
         self.hold_reason = 'no chunk yet'
 
@@ -184,46 +261,112 @@ class ChunkStream:
         self.last_heartbeat = now
 
     # ------------------------------------------------------------------ output
-    def _hold(self, reason: str, measured: Optional[np.ndarray]):
+    def _measured(self, measured, measured_gripper):
+        """The measurement if it is usable: (J,) finite, and the gripper's if finite."""
+        q = None
+        if measured is not None:
+            q = np.asarray(measured, dtype=float).reshape(-1)
+            if q.shape != (len(self.joint_names),) or not np.all(np.isfinite(q)):
+                q = None
+        gm = None
+        if measured_gripper is not None and math.isfinite(float(measured_gripper)):
+            gm = float(measured_gripper)
+        return q, gm
+
+    def _seed(self, q: np.ndarray) -> bool:
+        """Start commanding from the measured position ``q``; False if it is out of the
+        position limits by more than one command may move (then nothing is commanded)."""
+        budget = self.limits.velocity * self.max_dt
+        if np.any(q < self.limits.lower - budget) or np.any(q > self.limits.upper + budget):
+            return False
+        self.last_cmd = np.clip(q, self.limits.lower, self.limits.upper)
+        self.n_seeds += 1
+        return True
+
+    def _gripper_command(self, g: float, dt: float, measured_g: Optional[float]):
+        """Gripper joint command for the 0..1 target ``g`` within the gripper's limits, or None
+        while its position is unknown (nothing is sent for the gripper then)."""
+        lo, hi = self.limits.gripper_range
+        if self.last_grip_cmd is None:
+            if measured_g is None or not lo - self.limits.gripper_velocity * self.max_dt \
+                    <= measured_g <= hi + self.limits.gripper_velocity * self.max_dt:
+                return None
+            self.last_grip_cmd = min(max(measured_g, lo), hi)
+            dt = 0.0  # the first command is the measured position itself
+        target = min(max(self.limits.gripper_position(g), lo), hi)
+        step = self.limits.gripper_velocity * dt
+        cmd = min(max(target, self.last_grip_cmd - step), self.last_grip_cmd + step)
+        self.last_grip_cmd = min(max(cmd, lo), hi)
+        return self.last_grip_cmd
+
+    def _hold(self, reason: str, measured_g):
         self.hold_reason = reason
         if self.last_cmd is None:
-            if measured is None:
-                return None, self.last_grip
-            self.last_cmd = np.clip(measured, self.limits.lower, self.limits.upper)
-        return self.last_cmd.copy(), self.last_grip
+            return None, None
+        return self.last_cmd.copy(), self._gripper_command(self.last_grip, 0.0, measured_g)
 
-    def tick(self, now: float, measured: Optional[np.ndarray] = None):
-        """The command for time ``now``: (joint positions (J,) or None, gripper 0..1).
+    def tick(self, now: float, measured: Optional[np.ndarray] = None,
+             measured_gripper: Optional[float] = None, measured_time: Optional[float] = None):
+        """The command for time ``now``: (joint positions (J,) or None, gripper joint position
+        or None).
 
-        ``measured`` (J,) seeds the hold position before any command was sent. Returns None for
-        the joints only if nothing is known yet (then nothing may be sent).
+        ``measured`` (J,) is the arm's measured position, ``measured_gripper`` the gripper
+        joint's (both optional; NaN/Inf or wrong sizes count as missing), ``measured_time`` when
+        they were measured (for ``state_timeout``). A None is returned for what must not be
+        commanded: the joints before any valid measured position is known, the gripper before
+        its measured position is known.
         """
-        dt = 0.0 if self.last_tick is None else max(0.0, now - self.last_tick)
-        self.last_tick = now
-        if self.resync_tolerance > 0 and self.last_cmd is not None and measured is not None \
-                and np.max(np.abs(np.asarray(measured) - self.last_cmd)) > self.resync_tolerance:
-            self.last_cmd = np.clip(measured, self.limits.lower, self.limits.upper)
+        now = float(now)
+        if not math.isfinite(now):
+            return self._hold('the clock is not finite', None)
+        if self.last_tick is None:
+            dt = 0.0
+            self.last_tick = now
+        else:  # a clock that steps back does not earn a velocity budget
+            dt = min(max(0.0, now - self.last_tick), self.max_dt)
+            self.last_tick = max(self.last_tick, now)
+        q_meas, g_meas = self._measured(measured, measured_gripper)
+        if q_meas is not None and self.state_timeout > 0 and measured_time is not None \
+                and now - measured_time > self.state_timeout:
+            return self._hold(f'no joint state for {now - measured_time:.2f} s', None)
+        if self.last_cmd is None:
+            if q_meas is None:
+                self.hold_reason = 'no joint state yet'
+                return None, None
+            if not self._seed(q_meas):
+                self.hold_reason = 'measured position outside the joint limits'
+                return None, None
+            dt = 0.0  # the first command is the measured position itself
+            self.last_grip_cmd = None
+        elif self.resync_tolerance > 0 and q_meas is not None \
+                and np.max(np.abs(q_meas - self.last_cmd)) > self.resync_tolerance:
+            if not self._seed(q_meas):
+                self.last_cmd = None
+                self.hold_reason = 'measured position outside the joint limits'
+                return None, None
             self.n_resyncs += 1
+            self.last_grip_cmd = None  # the gripper restarts from its measured position too
+            dt = 0.0
         c = self.current
         if self.estop:
-            return self._hold('e-stop', measured)
+            return self._hold('e-stop', g_meas)
         if self.heartbeat_timeout > 0 and now - self.last_heartbeat > self.heartbeat_timeout:
-            return self._hold('heartbeat lost', measured)
+            return self._hold('heartbeat lost', g_meas)
         if c is None:
-            return self._hold('no chunk yet', measured)
+            return self._hold('no chunk yet', g_meas)
         if now - c.received > self.chunk_timeout:
             return self._hold(f'no new chunk for {now - c.received:.2f} s (upstream dead or '
-                              'stalled)', measured)
-        self.hold_reason = ''
+                              'stalled)', g_meas)
         q, g = self._command_fn(now)(now)
+        q = np.asarray(q, dtype=float)
+        if not (np.all(np.isfinite(q)) and math.isfinite(g)):  # defensive: never sent
+            return self._hold('non-finite command computed', g_meas)
+        self.hold_reason = ''
         q = np.clip(q, self.limits.lower, self.limits.upper)
-        if self.last_cmd is None and measured is not None:
-            self.last_cmd = np.clip(measured, self.limits.lower, self.limits.upper)
-        if self.last_cmd is not None:  # first tick: dt = 0, so no move before a rate is known
-            max_step = self.limits.velocity * dt
-            q_lim = np.clip(q, self.last_cmd - max_step, self.last_cmd + max_step)
-            if np.any(q_lim != q):
-                self.n_clamped += 1
-            q = q_lim
-        self.last_cmd, self.last_grip = q.copy(), float(g)
-        return q, float(g)
+        max_step = self.limits.velocity * dt
+        q_lim = np.clip(q, self.last_cmd - max_step, self.last_cmd + max_step)
+        if np.any(q_lim != q):
+            self.n_clamped += 1
+        q = np.clip(q_lim, self.limits.lower, self.limits.upper)
+        self.last_cmd, self.last_grip = q.copy(), float(min(max(g, 0.0), 1.0))
+        return q, self._gripper_command(self.last_grip, dt, g_meas)

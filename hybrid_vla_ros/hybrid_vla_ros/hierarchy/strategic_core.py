@@ -25,6 +25,23 @@ from typing import Any, Callable, List, Optional
 
 from hybrid_vla_ros.hierarchy.subgoal_progress import SubgoalProgress
 
+# How long closing waits for a running plan (s): below ros2 launch's 5 s from SIGINT to SIGTERM.
+CLOSE_TIMEOUT_S = 4.0
+MAX_INSTRUCTION = 300
+
+
+def check_instruction(text: str) -> str:
+    """The instruction, stripped; ValueError (the reason) for empty, over-long or non-printable
+    text (control characters, escape sequences)."""
+    t = (text or '').strip()
+    if not t:
+        raise ValueError('empty instruction')
+    if len(t) > MAX_INSTRUCTION:
+        raise ValueError(f'instruction of {len(t)} characters (max {MAX_INSTRUCTION})')
+    if not t.isprintable():
+        raise ValueError('instruction contains control characters')
+    return t
+
 
 @dataclass
 class PlanRequest:
@@ -43,6 +60,39 @@ class PlanResult:
     plan: Any = None
     error: Optional[str] = None
     ms: float = 0.0
+
+
+def run_plan(plan_fn: Callable[[PlanRequest], Any], req: PlanRequest) -> PlanResult:
+    """``plan_fn(req)`` as a :class:`PlanResult`: its plan or, for any exception, its error (a
+    planning error is never fatal), and how long it took."""
+    t0 = time.perf_counter()
+    result = PlanResult(req)
+    try:
+        result.plan = plan_fn(req)
+    except Exception as e:  # noqa: BLE001 - reported as the result's error
+        kind = '' if isinstance(e, ValueError) else f'{e.__class__.__name__}: '
+        result.error = f'{kind}{e}' or e.__class__.__name__
+    result.ms = (time.perf_counter() - t0) * 1e3
+    return result
+
+
+class InlineWorker:
+    """:class:`PlanWorker`'s interface, planning in the caller's thread when a request is
+    submitted: the deterministic ROS-free evaluation drives :class:`StrategicCore` with it."""
+
+    def __init__(self, plan_fn: Callable[[PlanRequest], Any]):
+        self.plan_fn = plan_fn
+        self._results: List[PlanResult] = []
+
+    def submit(self, request: PlanRequest) -> None:
+        self._results.append(run_plan(self.plan_fn, request))
+
+    def take(self) -> List[PlanResult]:
+        out, self._results = self._results, []
+        return out
+
+    def close(self, timeout: float = 0.0) -> bool:
+        return True
 
 
 class PlanWorker:
@@ -88,15 +138,20 @@ class PlanWorker:
         with self._cv:
             return self._running is not None or self._next is not None
 
-    def close(self, timeout: float = 1.0) -> None:
-        """Stop after the running plan (if any); waits at most ``timeout`` s for it."""
+    def close(self, timeout: float = CLOSE_TIMEOUT_S) -> bool:
+        """Stop the thread: a waiting request is dropped, a running plan is waited for (at most
+        ``timeout`` s) and never reported (``on_done`` is not called once this returns). True if
+        the thread has ended (the node may then be destroyed under it)."""
         with self._cv:
             self._stop = True
             self._next = None
+            self.on_done = None
             self._cv.notify()
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
+            return not thread.is_alive()
+        return True
 
     def _run(self) -> None:
         while True:
@@ -107,20 +162,14 @@ class PlanWorker:
                     return
                 req, self._next = self._next, None
                 self._running = req
-            t0 = time.perf_counter()
-            result = PlanResult(req)
-            try:
-                result.plan = self.plan_fn(req)
-            except Exception as e:  # noqa: BLE001 - reported as the result's error
-                kind = '' if isinstance(e, ValueError) else f'{e.__class__.__name__}: '
-                result.error = f'{kind}{e}' or e.__class__.__name__
-            result.ms = (time.perf_counter() - t0) * 1e3
+            result = run_plan(self.plan_fn, req)
             with self._cv:
                 self._running = None
                 self._results.append(result)
-            if self.on_done is not None:
+                on_done = self.on_done   # None once closed
+            if on_done is not None:
                 try:
-                    self.on_done()
+                    on_done()
                 except Exception:  # noqa: BLE001 - e.g. the node is being destroyed
                     pass
 
@@ -145,6 +194,7 @@ class StrategicCore:
         self.progress = SubgoalProgress(timeout=subgoal_timeout)
         self.image_timeout = float(image_timeout)
         self.generation = 0
+        self.task = 0                 # +1 per accepted instruction and reset (not per re-plan)
         self.target = ''              # the instruction being worked on (latest accepted)
         self.pending: Optional[str] = None   # waits for a camera frame newer than pending_since
         self.pending_since = 0.0
@@ -163,6 +213,7 @@ class StrategicCore:
         self.errors = 0
         self.replans = 0
         self.discarded = 0
+        self.last_error = ''
 
     # ------------------------------------------------------------------ inputs
     def set_camera(self, camera: dict) -> None:
@@ -187,13 +238,15 @@ class StrategicCore:
         """A request of the current generation is waiting for a frame or being planned."""
         return self.pending is not None or self.in_flight == self.generation
 
-    def request(self, text: str, now: float) -> bool:
+    def request(self, text: str, now: float, fresh: bool = False) -> bool:
         """A (validated) instruction. False = the same instruction is already being planned or
         its plan still runs (re-sending an instruction is idempotent; a scene reset is not an
-        instruction: see :meth:`reset`)."""
-        if text == self.target and (self.planning or
-                                    (self.running and self.instruction == text)):
+        instruction: see :meth:`reset`), unless ``fresh`` (an action goal: always a new
+        plan)."""
+        if not fresh and text == self.target and (
+                self.planning or (self.running and self.instruction == text)):
             return False
+        self.task += 1
         self._new_request(text, now, 'instruction')
         return True
 
@@ -201,6 +254,7 @@ class StrategicCore:
         """The scene was reset (or the operator cancels): drop the plan, any waiting request,
         and the result of a plan still running."""
         self.generation += 1
+        self.task += 1
         self.target, self.pending, self.in_flight = '', None, None
         self.plan, self.instruction, self.active = None, '', 0
         self.stamp = float(now)
@@ -214,6 +268,27 @@ class StrategicCore:
 
     def waiting_for_image(self) -> bool:
         return self.pending is not None
+
+    def waiting_reason(self, now: float) -> str:
+        """Why the waiting request is not planned yet ('' if none waits)."""
+        if self.pending is None:
+            return ''
+        if self.image is None:
+            return 'no camera image received yet'
+        if self.camera is None:
+            return 'no camera_info received yet'
+        if now - self.image_time > self.image_timeout:
+            return f'the last camera image is {now - self.image_time:.1f} s old'
+        if self.image_stamp < self.pending_since:
+            return 'no camera image stamped after the request yet'
+        if self.depth is not None and self.depth_stamp < self.pending_since:
+            return 'no depth image stamped after the request yet'
+        return ''
+
+    @property
+    def complete(self) -> bool:
+        """The applied plan has every sub-goal done."""
+        return self.plan is not None and self.active >= len(self.plan.subgoals)
 
     def poll(self, now: float) -> bool:
         """Submit the waiting request once a usable camera frame stamped at or after it is
@@ -249,6 +324,7 @@ class StrategicCore:
             self.progress.reset(now)
             if r.error is not None:
                 self.errors += 1
+                self.last_error = r.error
                 self.plan = None
                 events.append(('error', r))
             else:
@@ -256,6 +332,18 @@ class StrategicCore:
                 self.plan_ms.append(r.ms)
                 events.append(('plan', r))
         return events
+
+    def outcome(self, task: int) -> Optional[tuple]:
+        """How the work on ``task`` (:attr:`task` when its instruction was requested) ended:
+        ``('succeeded', text)`` every sub-goal done, ``('aborted', text)`` planning failed or a
+        newer instruction / a reset took over; None while it is planned or executed."""
+        if task != self.task:
+            return 'aborted', 'superseded by a newer instruction or a reset'
+        if self.complete:
+            return 'succeeded', f'all {len(self.plan.subgoals)} sub-goals done'
+        if self.plan is None and not self.planning:
+            return 'aborted', f'planning failed: {self.last_error or "no plan"}'
+        return None
 
     # ------------------------------------------------------------------ progress
     def update_progress(self, now: float, tool_pos, gripper: float) -> Optional[str]:
@@ -276,5 +364,6 @@ class StrategicCore:
             return 'replan'
         return None
 
-    def close(self) -> None:
-        self.worker.close()
+    def close(self) -> bool:
+        """Stop the planning thread (see :meth:`PlanWorker.close`); True if it has ended."""
+        return self.worker.close()

@@ -29,8 +29,11 @@ def _positive_ints(cfg: Any, *keys: str) -> None:
 class EncoderConfig:
     """Observation features -> ``d_model`` MLP shared by the experts.
 
-    ``state_dim`` = 7 joints + gripper; ``goal_dim`` = target tool pose (xyz + quat xyzw) +
-    gripper, times the number of waypoints concatenated; ``image_feat_dim`` = 0 means no image.
+    ``state_dim`` = the robot's n arm joints + gripper (``RobotModel.state_dim``; ``hybrid-vla
+    train motor`` sets it, with ``action_dim`` and ``delta_dims``, from ``--robot``; the
+    defaults here are the sizes of the default arm, 7 joints); ``goal_dim`` = target tool pose
+    (xyz + quat xyzw) + gripper, times the number of waypoints concatenated;
+    ``image_feat_dim`` = 0 means no image.
     """
 
     state_dim: int = 8

@@ -17,9 +17,11 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from hybrid_vla_ros.sim.kinematics import quat_to_mat, rotation_error
+from hybrid_vla_ros.domain.rotations import quat_to_mat, rotation_error
 
-STATE_DIM = 8   # 7 joints [rad] + gripper [0..1]
+# The state is the robot's: its n arm joints [rad] + the gripper closure [0..1]
+# (RobotModel.state_dim); the waypoint and the goal features below do not depend on the arm.
+WAYPOINT_DIM = 8  # pos(3) quat xyzw(4) gripper(1)
 GOAL_DIM = 21   # waypoint pos(3) quat(4) gripper(1), tool pos(3) quat(4), error(3), fine error(3)
 FINE_SCALE = 0.01  # m: the fine error saturates at 1 cm
 GOAL_DIM_LOG = GOAL_DIM + 6  # ... plus the log-scale position error(3), rotation error(3)
@@ -45,12 +47,12 @@ def waypoint_vector(pos, quat, gripper) -> np.ndarray:
 
 def goal_features(waypoint: np.ndarray, tool_pos, tool_quat, log_error: bool = False
                   ) -> np.ndarray:
-    """(GOAL_DIM,) features from the active waypoint (8,) and the measured tool pose
-    ((GOAL_DIM_LOG,) with ``log_error``)."""
+    """(GOAL_DIM,) features from the active waypoint (WAYPOINT_DIM,) and the measured tool
+    pose ((GOAL_DIM_LOG,) with ``log_error``)."""
     wp = np.asarray(waypoint, float).reshape(-1)
-    if wp.shape[0] != 8:
-        raise ValueError(f'waypoint has {wp.shape[0]} values, expected 8 (pos, quat xyzw, '
-                         'gripper)')
+    if wp.shape[0] != WAYPOINT_DIM:
+        raise ValueError(f'waypoint has {wp.shape[0]} values, expected {WAYPOINT_DIM} (pos, '
+                         'quat xyzw, gripper)')
     tp, tq = np.asarray(tool_pos, float), np.asarray(tool_quat, float)
     if tq @ wp[3:7] < 0:  # q and -q are the same rotation: keep them on one hemisphere
         tq = -tq
@@ -71,10 +73,16 @@ class WaypointTracker:
 
     Waypoints are passed in order; an intermediate one counts as passed when the tool comes within
     ``pass_tol`` of it. The last one is never passed (it is the sub-goal's target).
+    :meth:`set_waypoints` refuses what no arm can follow: non-finite values, a quaternion that is
+    not unit length, a gripper outside 0..1, a position further than ``reach`` (m) from the base
+    (e.g. :meth:`Kinematics.reach`), more than ``MAX_WAYPOINTS``.
     """
 
-    def __init__(self, pass_tol: float = 0.02):
+    MAX_WAYPOINTS = 1000
+
+    def __init__(self, pass_tol: float = 0.02, reach: float = float('inf')):
         self.pass_tol = float(pass_tol)
+        self.reach = float(reach)
         self.waypoints: Sequence[np.ndarray] = ()
         self.index = 0
 
@@ -82,13 +90,24 @@ class WaypointTracker:
         wps = [np.asarray(w, np.float32).reshape(-1) for w in waypoints]
         if not wps:
             raise ValueError('a sub-goal needs at least one waypoint')
+        if len(wps) > self.MAX_WAYPOINTS:
+            raise ValueError(f'{len(wps)} waypoints, at most {self.MAX_WAYPOINTS}')
         for i, w in enumerate(wps):
-            if w.shape[0] != 8 or not np.all(np.isfinite(w)):
-                raise ValueError(f'waypoint {i}: expected 8 finite values, got {w.tolist()}')
+            if w.shape[0] != WAYPOINT_DIM or not np.all(np.isfinite(w)):
+                raise ValueError(f'waypoint {i}: expected {WAYPOINT_DIM} finite values, got '
+                                 f'{w.tolist()[:WAYPOINT_DIM]}')
+            if abs(float(np.linalg.norm(w[3:7])) - 1.0) > 0.01:
+                raise ValueError(f'waypoint {i}: orientation {w[3:7].tolist()} is not a unit '
+                                 'quaternion')
+            if not 0.0 <= w[7] <= 1.0:
+                raise ValueError(f'waypoint {i}: gripper {w[7]:g} outside 0 (open) .. 1 (closed)')
+            if float(np.linalg.norm(w[:3])) > self.reach:
+                raise ValueError(f'waypoint {i}: position {w[:3].tolist()} is beyond the arm\'s '
+                                 f'reach ({self.reach:.2f} m from the base)')
         self.waypoints, self.index = wps, 0
 
     def update(self, tool_pos) -> Optional[np.ndarray]:
-        """Advance past reached via-points; returns the active waypoint (8,) or None."""
+        """Advance past reached via-points; returns the active waypoint or None."""
         if not self.waypoints:
             return None
         p = np.asarray(tool_pos, float)

@@ -20,9 +20,20 @@ def default_checkpoint_dir() -> str:
     return checkpoint_root()
 
 
-def motor_checkpoint(name: str, bins: Optional[int] = None, root: Optional[str] = None) -> str:
-    """Folder of the shipped checkpoint of expert ``name`` (``--bins`` picks a variant)."""
-    root = root or os.path.join(default_checkpoint_dir(), 'motor')
+def shipped_motor_dir(robot=None) -> str:
+    """The shipped motor suite of ``robot`` (a model, name or YAML; None = the default robot):
+    ``checkpoints/<robot>/motor`` (experts, their bin variants, ``router/``)."""
+    from hybrid_vla_ros.robot import load_robot
+    name = robot.name if hasattr(robot, 'name') else \
+        (load_robot() if robot is None else load_robot(robot)).name
+    return os.path.join(default_checkpoint_dir(), name, 'motor')
+
+
+def motor_checkpoint(name: str, bins: Optional[int] = None, root: Optional[str] = None,
+                     robot=None) -> str:
+    """Folder of the checkpoint of expert ``name`` in ``root`` (default: ``robot``'s shipped
+    suite; ``--bins`` picks a variant)."""
+    root = root or shipped_motor_dir(robot)
     sub = name if bins is None else f'{name}_b{bins}'
     path = os.path.join(root, sub)
     if not os.path.isfile(os.path.join(path, 'config.json')):
@@ -58,10 +69,17 @@ class MotorPolicy:
                            for name, e in self.experts.items()}
         first = next(iter(self.experts.values()))
         self.horizon = first.config.horizon
+        # the robot's state size (n arm joints + gripper), from the checkpoints
+        dims = {name: e.config.encoder.state_dim for name, e in self.experts.items()}
+        if len(set(dims.values())) != 1:
+            raise ValueError(f'the experts disagree on the state size (robots): {dims}')
+        self.state_dim = next(iter(dims.values()))
 
     @classmethod
-    def from_checkpoints(cls, paths: Dict[str, str], **kw) -> 'MotorPolicy':
-        return cls({name: load_checkpoint(path) for name, path in paths.items()}, **kw)
+    def from_checkpoints(cls, paths: Dict[str, str], *, joint_names=None, **kw) -> 'MotorPolicy':
+        """Load each expert; with ``joint_names`` an expert for another robot is refused."""
+        return cls({name: load_checkpoint(path, joint_names=joint_names)
+                     for name, path in paths.items()}, **kw)
 
     def _expert(self, name: str):
         if name not in self.experts:
@@ -73,7 +91,8 @@ class MotorPolicy:
         kernel's comparison with eager, the trace, a CUDA graph) now and not on the first
         real chunk, where it costs tens of ms. Returns the first call's time per expert (ms).
         """
-        s = np.zeros(8, np.float32) if state is None else np.asarray(state, np.float32)
+        s = np.zeros(self.state_dim, np.float32) if state is None \
+            else np.asarray(state, np.float32)
         wp = np.array([0.4, 0.0, 0.3, 1.0, 0.0, 0.0, 0.0, 0.0], np.float32)
         tool = (np.array([0.4, 0.0, 0.35]), np.array([1.0, 0.0, 0.0, 0.0]))
         out = {}
@@ -86,15 +105,16 @@ class MotorPolicy:
     @torch.no_grad()
     def act(self, expert: str, state, waypoint, tool_pos, tool_quat, *,
             steps: Optional[int] = None, generator: Optional[torch.Generator] = None):
-        """One chunk: returns (positions (H, 8) absolute joint targets + gripper,
-        coarse (H, 8) or None, inference time in ms).
+        """One chunk: returns (positions (H, n+1) absolute joint targets + gripper,
+        coarse (H, n+1) or None, inference time in ms); n+1 = :attr:`state_dim`.
 
         Raises ValueError on NaN/Inf or wrong sizes (nothing is produced then).
         """
         e = self._expert(expert)
         s = np.asarray(state, np.float32).reshape(-1)
-        if s.shape[0] != 8 or not np.all(np.isfinite(s)):
-            raise ValueError(f'motor state must be 8 finite values, got {s.tolist()}')
+        if s.shape[0] != self.state_dim or not np.all(np.isfinite(s)):
+            raise ValueError(f'motor state must be {self.state_dim} finite values (the arm '
+                             f'joints + gripper), got {s.tolist()}')
         g = goal_features(waypoint, tool_pos, tool_quat, self._log_error[expert])
         obs = {'state': torch.from_numpy(s)[None].to(self.device),
                'goal': torch.from_numpy(g)[None].to(self.device)}

@@ -15,7 +15,7 @@ For each chunk, ``~/command_observation`` (sensor_msgs/TimeReference) carries th
 first command published from it (``header.stamp``, taken right after the publish call returned)
 and the joint-state stamp the chunk was computed from (``time_ref``): observation -> command
 latency from message stamps. ``/diagnostics`` carries the tick rate and deadline counters
-(:mod:`rate_monitor`).
+(:mod:`hybrid_vla_ros.execution.rate_monitor`).
 """
 import time
 
@@ -29,13 +29,14 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from hybrid_vla_msgs.msg import ActionChunk
-from hybrid_vla_ros.execution.chunk_stream import ChunkRejectedError, ChunkStream, ExecutorLimits
-from hybrid_vla_ros.nodes.conversions import arm_state
+from hybrid_vla_ros.execution.chunk_stream import ChunkRejectedError, ChunkStream
+from hybrid_vla_ros.execution.rate_monitor import RateMonitor, rate_values
+from hybrid_vla_ros.nodes.conversions import RobotAdapter
 from hybrid_vla_ros.nodes.node_main import run_node
 from hybrid_vla_ros.nodes.parameters import describe as _d
 from hybrid_vla_ros.nodes.qos import COMMAND, LATCHED, SENSOR
-from hybrid_vla_ros.nodes.rate_monitor import RateMonitor, rate_values
-from hybrid_vla_ros.sim.description import joint_limits, urdf_string, xacro_path
+from hybrid_vla_ros.nodes.ready import ReadyStatus
+from hybrid_vla_ros.nodes.robot_params import declare_robot
 
 
 def _sec(t) -> float:
@@ -46,18 +47,11 @@ class ChunkExecutorNode(Node):
     def __init__(self):
         super().__init__('chunk_executor')
         p = self.declare_parameter
-        self.joint_names = list(p('joint_names', [f'joint_{i}' for i in range(1, 8)],
-                                  _d('controller joint order')).value)
-        urdf_file = p('urdf', 'arm7.urdf.xacro', _d('xacro in hybrid_vla_description')).value
-        self.gripper_joint = p('gripper_joint', 'finger_left_joint',
-                               _d('gripper joint commanded by the gripper controller')).value
-        forward_topic = p('forward_command_topic', '/forward_position_controller/commands',
-                          _d('forward position controller topic')).value
-        traj_topic = p('trajectory_topic', '/joint_trajectory_controller/joint_trajectory',
-                       _d('joint trajectory controller topic')).value
-        grip_topic = p('gripper_command_topic', '/gripper_controller/commands',
-                       _d('gripper controller topic (finger position, m)')).value
-        js_topic = p('joint_states_topic', '/joint_states', _d('joint state topic')).value
+        self.robot = robot = declare_robot(self)
+        self.adapter = RobotAdapter(robot)
+        self.joint_names = list(robot.joint_names)
+        self.gripper_joint = robot.gripper_joint
+        cfg = robot.config
         self.rate = p('rate', 100.0, _d('controller rate (Hz)')).value
         self.interface = p('command_interface', 'forward',
                            _d('forward (position controller) or trajectory (JTC)')).value
@@ -65,7 +59,12 @@ class ChunkExecutorNode(Node):
         timeout = p('chunk_timeout', 0.3, _d('hold if no chunk for this long (s)')).value
         heartbeat = p('heartbeat_timeout', 0.0,
                       _d('hold if no heartbeat for this long (s); 0 = not required')).value
-        vscale = p('velocity_scale', 1.0, _d('fraction of URDF velocity limits allowed')).value
+        vscale = p('velocity_scale', 0.9, _d(
+            'fraction of the URDF velocity limits commanded (arm and gripper); below 1 so that '
+            "the jitter between this node's and the controller manager's clocks never reads as "
+            'a limit violation')).value
+        state_timeout = p('joint_state_timeout', 0.5, _d(
+            'hold if the joint states stop for this long (s); 0 = off')).value
         resync = p('resync_tolerance', 0.3, _d(
             'measured further than this (rad) from the last command: restart the command '
             'from the measured position (sim reset, collision); 0 = off')).value
@@ -77,42 +76,43 @@ class ChunkExecutorNode(Node):
         if not 0.0 < vscale <= 1.0 or self.rate <= 0:
             raise ValueError('velocity_scale must be in (0, 1] and rate > 0')
 
-        limits = joint_limits(urdf_string(xacro_path(f'urdf/{urdf_file}')))
-        missing = [j for j in self.joint_names + [self.gripper_joint] if j not in limits]
-        if missing:
-            raise ValueError(f'joints {missing} are not in the URDF {urdf_file}')
-        lim = ExecutorLimits(
-            lower=np.array([limits[j]['lower'] for j in self.joint_names]),
-            upper=np.array([limits[j]['upper'] for j in self.joint_names]),
-            velocity=vscale * np.array([limits[j]['velocity'] for j in self.joint_names]))
-        self.finger_open = float(limits[self.gripper_joint]['upper'])
+        # the URDF's limits; closure 0..1 -> gripper joint position as robot.gripper_position
+        lim = self.adapter.executor_limits(vscale)
         self.stream = ChunkStream(self.joint_names, lim, blend_time=blend,
                                   chunk_timeout=timeout, heartbeat_timeout=heartbeat,
-                                  resync_tolerance=resync)
-        self.measured = None
+                                  resync_tolerance=resync, max_dt=2.0 / self.rate,
+                                  state_timeout=state_timeout)
+        self.measured = self.measured_gripper = self.measured_time = None
         self.min_js_stamp = 0  # ns; joint states older than a reset are ignored
         self.obs_stamp = None
         self.obs_expert = ''
         self.latencies_ms = []
         self.ticks = []
         self._last_hold = None
+        self._resyncs = 0
         self.monitor = RateMonitor(self.rate)
         self._cmd = Float64MultiArray()
         self._grip = Float64MultiArray(data=[0.0])
         self._stamp_msg = TimeReference(source='chunk')
 
         if self.interface == 'forward':
-            self.pub_cmd = self.create_publisher(Float64MultiArray, forward_topic, COMMAND)
+            self.pub_cmd = self.create_publisher(Float64MultiArray,
+                                                 cfg.forward_command_topic, COMMAND)
         else:
-            self.pub_cmd = self.create_publisher(JointTrajectory, traj_topic, COMMAND)
-        self.pub_grip = self.create_publisher(Float64MultiArray, grip_topic, COMMAND)
+            self.pub_cmd = self.create_publisher(JointTrajectory, cfg.trajectory_topic,
+                                                 COMMAND)
+        self.pub_grip = self.create_publisher(Float64MultiArray, cfg.gripper_command_topic,
+                                               COMMAND)
         self.pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.pub_stamp = self.create_publisher(TimeReference, '~/command_observation', COMMAND)
         self.create_subscription(ActionChunk, 'action_chunk', self.on_chunk, COMMAND)
-        self.create_subscription(JointState, js_topic, self.on_joint_state, SENSOR)
+        self.create_subscription(JointState, cfg.joint_states_topic, self.on_joint_state,
+                                 SENSOR)
         self.create_subscription(Bool, 'estop', self.on_estop, LATCHED)
         self.create_subscription(Empty, 'heartbeat', self.on_heartbeat, SENSOR)
         self.create_service(Trigger, '~/reset', self.on_reset)
+        self.ready = ReadyStatus(self)   # ~/ready: true from the first valid joint state on
+        self.ready.set(False, 'no joint state yet')
         self.timer = self.create_timer(1.0 / self.rate, self.on_tick)
         self.create_timer(1.0, self.on_diagnostics)
 
@@ -130,8 +130,8 @@ class ChunkExecutorNode(Node):
             self.obs_stamp = msg.observation_stamp
             self.obs_expert = msg.expert
         except ChunkRejectedError as e:
-            self.get_logger().error(f'rejected action chunk from {msg.expert or "?"}: {e}',
-                                    throttle_duration_sec=1.0)
+            self.get_logger().error(f'rejected action chunk from {msg.expert[:64] or "?"}: '
+                                    f'{str(e)[:512]}', throttle_duration_sec=1.0)
             return
         if self.command_on_chunk:
             self.on_tick()
@@ -139,7 +139,7 @@ class ChunkExecutorNode(Node):
 
     def on_reset(self, request, response):
         self.stream.clear()
-        self.measured, self.obs_stamp = None, None
+        self.measured = self.measured_gripper = self.measured_time = self.obs_stamp = None
         self.min_js_stamp = self.get_clock().now().nanoseconds
         self.get_logger().info('reset: chunks dropped; holding at the next joint state')
         response.success, response.message = True, 'chunks dropped'
@@ -149,11 +149,13 @@ class ChunkExecutorNode(Node):
         if Time.from_msg(msg.header.stamp).nanoseconds < self.min_js_stamp:
             return  # measured before a reset
         try:
-            q = arm_state(msg, self.joint_names, self.gripper_joint, self.finger_open)[:-1]
+            q, gripper = self.adapter.measured(msg)
         except ValueError as e:
             self.get_logger().error(f'joint_states ignored: {e}', throttle_duration_sec=1.0)
             return
-        self.measured = q
+        self.measured, self.measured_gripper = q, gripper
+        self.measured_time = self.now()
+        self.ready.set(True, 'joint state received: holding and commanding from it')
 
     def on_estop(self, msg: Bool) -> None:
         self.stream.estop = bool(msg.data)
@@ -164,11 +166,20 @@ class ChunkExecutorNode(Node):
 
     def on_tick(self) -> None:
         t0 = time.perf_counter()
-        q, g = self.stream.tick(self.now(), self.measured)
+        q, finger = self.stream.tick(self.now(), self.measured, self.measured_gripper,
+                                     self.measured_time)
+        if self.stream.n_resyncs != self._resyncs:
+            self._resyncs = self.stream.n_resyncs
+            self.get_logger().warning(
+                'the arm is further than resync_tolerance from the command: commanding from '
+                f'its measured position (re-sync {self._resyncs})', throttle_duration_sec=1.0)
+        kind = self.stream.hold_reason.split(' for ')[0]  # not the growing stale time
         if q is None:
             self.monitor.idle()
-            return  # nothing known yet: command nothing
-        kind = self.stream.hold_reason.split(' for ')[0]  # not the growing stale time
+            if kind != self._last_hold:
+                self.get_logger().warning(f'commanding nothing: {self.stream.hold_reason}')
+                self._last_hold = kind
+            return  # no valid measured position: command nothing
         if kind != self._last_hold:  # log when the reason changes, not on every tick
             if kind:
                 self.get_logger().warning(f'holding position: {self.stream.hold_reason}')
@@ -183,8 +194,9 @@ class ChunkExecutorNode(Node):
             traj.points.append(pt)
             self.pub_cmd.publish(traj)
         sent = self.get_clock().now()
-        self._grip.data[0] = self.finger_open * (1.0 - g)
-        self.pub_grip.publish(self._grip)
+        if finger is not None:  # None until the gripper's position has been measured
+            self._grip.data[0] = finger
+            self.pub_grip.publish(self._grip)
         if self.obs_stamp is not None and not self.stream.hold_reason:
             # observation -> first command of its chunk
             self.latencies_ms.append((sent.nanoseconds - Time.from_msg(
@@ -209,7 +221,8 @@ class ChunkExecutorNode(Node):
             ('obs_to_command_p99_ms', f'{np.percentile(lat, 99):.2f}'),
             ('rejected_chunks', self.stream.n_rejected),
             ('velocity_clamped_ticks', self.stream.n_clamped),
-            ('resyncs', self.stream.n_resyncs))] + rate_values(self.monitor)
+            ('resyncs', self.stream.n_resyncs),
+            ('seeds', self.stream.n_seeds))] + rate_values(self.monitor)
         arr = DiagnosticArray(status=[st])
         arr.header.stamp = self.get_clock().now().to_msg()
         self.pub_diag.publish(arr)

@@ -1,71 +1,100 @@
 """``expert_router``: picks the action expert for the active sub-goal.
 
+A thin adapter of :class:`~hybrid_vla_ros.hierarchy.router_core.RouterCore` (one selection per
+active sub-goal, the learned router or ``fixed_expert``, waiting for a valid state: see there).
 Subscribes ``subgoals`` (latched) and ``/joint_states``; publishes ``expert``
-(ExpertSelection, latched) whenever the active sub-goal changes: the learned router's
-probabilities over the experts, or ``fixed_expert`` with probability 1 if set.
+(ExpertSelection, latched). Malformed joint states are dropped with a throttled error.
 """
 import os
 
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 
 from hybrid_vla_msgs.msg import ExpertSelection, SubGoalList
-from hybrid_vla_ros.evaluation.routing import RouterChooser
+from hybrid_vla_ros.hierarchy.router_core import RouterCore
 from hybrid_vla_ros.models.checkpoint import load_checkpoint
-from hybrid_vla_ros.motor.policy import default_checkpoint_dir
-from hybrid_vla_ros.nodes.conversions import arm_state
+from hybrid_vla_ros.motor.policy import shipped_motor_dir
+from hybrid_vla_ros.motor.routing import RouterChooser
+from hybrid_vla_ros.nodes.conversions import RobotAdapter, active_plan, check_subgoal_list
 from hybrid_vla_ros.nodes.node_main import run_node
 from hybrid_vla_ros.nodes.parameters import describe as _d
 from hybrid_vla_ros.nodes.qos import LATCHED, SENSOR
+from hybrid_vla_ros.nodes.robot_params import declare_robot
 
 
 class ExpertRouterNode(Node):
     def __init__(self):
         super().__init__('expert_router')
         p = self.declare_parameter
-        self.joint_names = list(p('joint_names', [f'joint_{i}' for i in range(1, 8)],
-                                  _d('arm joints')).value)
-        js_topic = p('joint_states_topic', '/joint_states', _d('joint state topic')).value
+        self.robot = robot = declare_robot(self)
+        self.adapter = RobotAdapter(robot)
         ckpt = p('router_checkpoint', '', _d('router folder; empty = shipped')).value
         self.fixed = p('fixed_expert', '', _d('bypass the router with this expert')).value
-        self.chooser = None
+        chooser = None
         if not self.fixed:
-            path = ckpt or os.path.join(default_checkpoint_dir(), 'motor', 'router')
-            self.chooser = RouterChooser(load_checkpoint(path))
-        self.state = None
-        self.last_key = None
+            path = ckpt or os.path.join(shipped_motor_dir(robot), 'router')
+            chooser = RouterChooser(load_checkpoint(path, joint_names=robot.joint_names))
+            # the first call loads the sentence encoder (seconds): do it now, not while the
+            # first sub-goal waits for its expert (and the node's callbacks stall)
+            chooser.probabilities({'skill': 'move_above', 'object': 'cube',
+                                   'description': 'warm-up'},
+                                  np.append(robot.home_q, 0.0).tolist())
+        self.core = RouterCore(chooser, self.fixed)
+        self.bad_states = 0
+        self.pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.create_timer(1.0, self.on_diagnostics)
         self.pub = self.create_publisher(ExpertSelection, 'expert', LATCHED)
         self.create_subscription(SubGoalList, 'subgoals', self.on_subgoals, LATCHED)
-        self.create_subscription(JointState, js_topic, self.on_joint_state, SENSOR)
+        self.create_subscription(JointState, robot.config.joint_states_topic,
+                                 self.on_joint_state, SENSOR)
 
     def on_joint_state(self, msg: JointState) -> None:
         try:
-            self.state = arm_state(msg, self.joint_names).tolist()
-        except ValueError:
-            return  # the motor and executor nodes report malformed joint states
+            state = self.adapter.state(msg)
+        except ValueError as e:
+            self.bad_states += 1
+            self.get_logger().error(f'joint_states ignored: {e}', throttle_duration_sec=1.0)
+            return
+        self.publish(self.core.on_state(state))
 
     def on_subgoals(self, msg: SubGoalList) -> None:
-        if not msg.subgoals or msg.active_index >= len(msg.subgoals):
+        try:
+            check_subgoal_list(msg)
+        except ValueError as e:
+            self.get_logger().error(f'plan ignored: {e}', throttle_duration_sec=1.0)
             return
-        sg = msg.subgoals[msg.active_index]
-        key = (msg.instruction, msg.active_index, sg.id)
-        if key == self.last_key:
+        was_waiting = self.core.waiting
+        self.publish(self.core.on_plan(active_plan(msg)))
+        if self.core.waiting and not was_waiting:
+            self.get_logger().warning(f'sub-goal {self.core.pending.active.id}: waiting for a '
+                                      'valid joint state before choosing its expert')
+
+    def publish(self, sel) -> None:
+        if sel is None:
             return
-        self.last_key = key
-        out = ExpertSelection(subgoal_id=sg.id)
+        out = ExpertSelection(subgoal_id=sel.subgoal_id, expert=sel.expert,
+                              candidates=sel.candidates, probabilities=sel.probabilities)
         out.header.stamp = self.get_clock().now().to_msg()
-        if self.fixed:
-            out.expert, out.candidates, out.probabilities = self.fixed, [self.fixed], [1.0]
-        else:
-            state = self.state if self.state is not None else [0.0] * 8
-            probs = self.chooser.probabilities(
-                {'skill': sg.skill, 'object': sg.object, 'description': sg.description}, state)
-            out.candidates = list(probs)
-            out.probabilities = [float(v) for v in probs.values()]
-            out.expert = max(probs, key=probs.get)
         self.pub.publish(out)
-        self.get_logger().info(f'sub-goal {sg.id} ({sg.skill} {sg.object}): expert '
-                               f'{out.expert}')
+        self.get_logger().info(f'sub-goal {sel.subgoal_id}: expert {sel.expert}')
+
+    def on_diagnostics(self) -> None:
+        st = DiagnosticStatus(name='expert_router', hardware_id='policy')
+        sel = self.core.selected
+        if self.core.waiting:
+            st.level, st.message = DiagnosticStatus.WARN, 'waiting for a valid joint state'
+        elif sel is None:
+            st.level, st.message = DiagnosticStatus.OK, 'idle: no sub-goal yet'
+        else:
+            st.level = DiagnosticStatus.OK
+            st.message = f'{sel.expert} for sub-goal {sel.subgoal_id}'
+        st.values = [KeyValue(key='rejected_joint_states', value=str(self.bad_states)),
+                     KeyValue(key='fixed_expert', value=self.fixed or '')]
+        arr = DiagnosticArray(status=[st])
+        arr.header.stamp = self.get_clock().now().to_msg()
+        self.pub_diag.publish(arr)
 
 
 def main(args=None):

@@ -1,5 +1,8 @@
 """``motor_policy``: the selected action expert on the latest waypoints + joint state.
 
+A thin adapter of :class:`~hybrid_vla_ros.motor.driver.MotorCore` (the waypoints followed, the
+expert in use, one chunk from a state), with the timing of a real-time node.
+
 Subscribes ``/joint_states``, ``waypoints`` and ``expert``; at ``rate`` Hz (event-driven: on the
 first joint state of each period, so the chunk starts from the freshest observation; the periods
 are phase-locked, not re-started at each act, so 20 Hz stays 20 Hz on 100 Hz joint states)
@@ -10,7 +13,8 @@ yet, or none for ``waypoint_timeout`` s: the tactical level re-publishes them at
 sub-goal is active, so its silence means the plan is over or the level is gone). The
 predicted tool path goes to ``predicted_path`` (nav_msgs/Path) and ``markers`` for rviz at
 ``viz_rate`` Hz (after the chunk is out); inference time and the rate/deadline counters
-(:mod:`rate_monitor`) to ``/diagnostics``.
+(:mod:`hybrid_vla_ros.execution.rate_monitor`) to ``/diagnostics``. ``~/ready`` (latched,
+:mod:`ready`) turns true once every expert is warmed up.
 """
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -23,13 +27,16 @@ from sensor_msgs.msg import JointState
 from visualization_msgs.msg import Marker, MarkerArray
 
 from hybrid_vla_msgs.msg import ActionChunk, ExpertSelection, WaypointArray
-from hybrid_vla_ros.motor.features import WaypointTracker, waypoint_vector
+from hybrid_vla_ros.execution.rate_monitor import RateMonitor, rate_values
+from hybrid_vla_ros.motor.driver import MotorCore
+from hybrid_vla_ros.motor.features import waypoint_vector
 from hybrid_vla_ros.motor.policy import MotorPolicy, motor_checkpoint
-from hybrid_vla_ros.nodes.conversions import arm_state, robot_kinematics
+from hybrid_vla_ros.nodes.conversions import RobotAdapter
 from hybrid_vla_ros.nodes.node_main import run_node
 from hybrid_vla_ros.nodes.parameters import describe as _d
 from hybrid_vla_ros.nodes.qos import COMMAND, LATCHED, SENSOR
-from hybrid_vla_ros.nodes.rate_monitor import RateMonitor, rate_values
+from hybrid_vla_ros.nodes.ready import ReadyStatus
+from hybrid_vla_ros.nodes.robot_params import declare_robot
 
 
 def pose_vector(pose) -> tuple:
@@ -41,40 +48,38 @@ class MotorPolicyNode(Node):
     def __init__(self):
         super().__init__('motor_policy')
         p = self.declare_parameter
-        self.joint_names = list(p('joint_names', [f'joint_{i}' for i in range(1, 8)],
-                                  _d('arm joints, in chunk order')).value)
-        urdf_file = p('urdf', 'arm7.urdf.xacro', _d('xacro in hybrid_vla_description')).value
-        self.gripper_joint = p('gripper_joint', 'finger_left_joint', _d('gripper joint')).value
-        js_topic = p('joint_states_topic', '/joint_states', _d('joint state topic')).value
-        self.base_frame = p('base_frame', 'base_link', _d('frame of poses')).value
+        self.robot = robot = declare_robot(self)
+        self.adapter = RobotAdapter(robot)
+        self.joint_names = list(robot.joint_names)
+        self.base_frame = robot.base_frame
         self.rate = p('rate', 20.0, _d('chunk rate (Hz); sustains >= 100')).value
         device = p('device', 'cpu', _d('torch device: cpu or cuda')).value
         ckpt_dir = p('checkpoint_dir', '', _d('motor checkpoints; empty = shipped')).value
         experts = list(p('experts', ['token', 'flow', 'diffusion', 'coarse_to_fine'],
                          _d('experts to load')).value)
-        self.expert = p('default_expert', 'coarse_to_fine', _d('expert before a selection')).value
+        default_expert = p('default_expert', 'coarse_to_fine',
+                           _d('expert before a selection')).value
         steps = p('refine_steps', -1, _d('K sampler steps; -1 = checkpoint default')).value
         self.step_s = p('chunk_step', 0.05, _d('seconds between chunk steps')).value
         self.state_timeout = p('state_timeout', 0.25, _d('joint state older = stale (s)')).value
-        self.wp_timeout = p('waypoint_timeout', 0.5, _d(
+        wp_timeout = p('waypoint_timeout', 0.5, _d(
             'no waypoints for this long (s) = no task: stop acting; 0 = never')).value
         viz_rate = p('viz_rate', 5.0, _d('predicted path / marker rate for rviz (Hz); 0 = off'
                                        )).value
         self.viz_period = 1.0 / viz_rate if viz_rate > 0 else float('inf')
         self.last_viz = -1.0
         self.steps = None if steps < 0 else int(steps)
-        if self.expert not in experts:
-            raise ValueError(f'default_expert {self.expert!r} is not in experts {experts}')
+        if default_expert not in experts:
+            raise ValueError(f'default_expert {default_expert!r} is not in experts {experts}')
         self.policy = MotorPolicy.from_checkpoints(
-            {e: motor_checkpoint(e, None, ckpt_dir or None) for e in experts}, device=device)
-        self.kin = robot_kinematics(urdf_file)
+            {e: motor_checkpoint(e, None, ckpt_dir or None, robot) for e in experts},
+            device=device, joint_names=self.joint_names)
+        self.kin = robot.kinematics()
         first = self.policy.warmup(steps=self.steps)  # captured paths built before any chunk
         self.get_logger().info('warm-up (first call, ms): ' + ', '.join(
             f'{k} {v:.0f}' for k, v in first.items()))
-        self.finger_open = 0.04
-        self.tracker = WaypointTracker()
-        self.subgoal_id = ''
-        self.wp_time = -1.0
+        self.core = MotorCore(self.policy, default_expert, kinematics=self.kin, steps=self.steps,
+                              waypoint_timeout=wp_timeout, reach=self.kin.reach())
         self.js = None
         self.js_stamp = None
         self.inference_ms = []
@@ -89,7 +94,8 @@ class MotorPolicyNode(Node):
         self.pub_path = self.create_publisher(Path, 'predicted_path', 10)
         self.pub_markers = self.create_publisher(MarkerArray, 'markers', 10)
         self.pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self.create_subscription(JointState, js_topic, self.on_joint_state, SENSOR)
+        self.create_subscription(JointState, robot.config.joint_states_topic,
+                                 self.on_joint_state, SENSOR)
         self.create_subscription(WaypointArray, 'waypoints', self.on_waypoints, COMMAND)
         self.create_subscription(ExpertSelection, 'expert', self.on_expert, LATCHED)
         self.period = 1.0 / self.rate
@@ -105,6 +111,8 @@ class MotorPolicyNode(Node):
         self._chunk_msg.step.nanosec = int(round((self.step_s % 1) * 1e9))
         self.create_timer(1.0, self.on_diagnostics)
         self.get_logger().info(f'motor_policy: experts {experts} on {device}, {self.rate} Hz')
+        self.ready = ReadyStatus(self)   # ~/ready: everything above is built and warmed up
+        self.ready.set(True, 'every expert loaded and warmed up')
 
     def now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -112,7 +120,7 @@ class MotorPolicyNode(Node):
     def on_joint_state(self, msg: JointState) -> None:
         received = self.now()
         try:
-            state = arm_state(msg, self.joint_names, self.gripper_joint, self.finger_open)
+            state = self.adapter.state(msg)
         except ValueError as e:
             self.get_logger().error(f'joint_states ignored: {e}', throttle_duration_sec=1.0)
             return
@@ -129,31 +137,25 @@ class MotorPolicyNode(Node):
 
     def on_waypoints(self, msg: WaypointArray) -> None:
         try:
-            wps = [waypoint_vector(*pose_vector(w.pose), w.gripper) for w in msg.waypoints]
-            same = msg.subgoal_id == self.subgoal_id and len(wps) == len(
-                self.tracker.waypoints) and all(np.array_equal(a, b) for a, b in
-                                                zip(wps, self.tracker.waypoints))
-            if not same:  # the tactical level re-publishes at 5 Hz: keep the tracked index
-                self.tracker.set_waypoints(wps)
+            self.core.on_waypoints(msg.subgoal_id, [waypoint_vector(*pose_vector(w.pose),
+                                                                    w.gripper)
+                                                    for w in msg.waypoints], self.now())
         except ValueError as e:
-            self.get_logger().error(f'rejected waypoints for {msg.subgoal_id!r}: {e}')
-            return
-        self.subgoal_id = msg.subgoal_id
-        self.wp_time = self.now()
+            self.get_logger().error(f'rejected waypoints for {msg.subgoal_id[:64]!r}: {e}',
+                                    throttle_duration_sec=1.0)
 
     def on_expert(self, msg: ExpertSelection) -> None:
-        if msg.expert not in self.policy.experts:
-            self.get_logger().error(f'router selected {msg.expert!r}, not loaded '
-                                    f'({sorted(self.policy.experts)}); keeping {self.expert!r}')
-            return
-        if msg.expert != self.expert:
-            self.get_logger().info(f'expert: {self.expert} -> {msg.expert}')
-        self.expert = msg.expert
+        was = self.core.expert
+        if not self.core.on_expert(msg.expert):
+            self.get_logger().error(f'router selected {msg.expert[:64]!r}, not loaded '
+                                    f'({sorted(self.policy.experts)}); keeping {was!r}',
+                                    throttle_duration_sec=1.0)
+        elif msg.expert != was:
+            self.get_logger().info(f'expert: {was} -> {msg.expert}')
 
     def on_tick(self) -> None:
         t_start = self.now()
-        if self.js is None or not self.tracker.waypoints or (
-                self.wp_timeout > 0 and t_start - self.wp_time > self.wp_timeout):
+        if self.js is None or not self.core.has_task(t_start):
             self.monitor.idle()
             return
         age = self.now() - Time.from_msg(self.js_stamp).nanoseconds * 1e-9
@@ -162,22 +164,20 @@ class MotorPolicyNode(Node):
                                    throttle_duration_sec=1.0)
             return
         state, stamp = self.js, self.js_stamp
-        tool_pos, tool_quat = self.kin.fk(state[:7])
-        wp = self.tracker.update(tool_pos)
+        expert = self.core.expert
         try:
-            chunk, coarse, ms = self.policy.act(self.expert, state, wp, tool_pos, tool_quat,
-                                                steps=self.steps)
+            chunk, coarse, ms = self.core.act(state)
         except ValueError as e:
             self.errors += 1
             self.get_logger().error(f'no chunk: {e}', throttle_duration_sec=1.0)
             return
         msg = self._chunk_msg  # pre-allocated: publish() serializes it before returning
         msg.header.stamp = self.get_clock().now().to_msg()  # the chunk is ready
-        msg.expert, msg.horizon = self.expert, len(chunk)
-        msg.positions = chunk[:, :7].ravel().tolist()
-        msg.gripper = np.clip(chunk[:, 7], 0.0, 1.0).tolist()
-        msg.coarse = [] if coarse is None else coarse[:, :7].astype(float).ravel().tolist()
-        default_k = getattr(self.policy.experts[self.expert].config, 'steps', 0)
+        msg.expert, msg.horizon = expert, len(chunk)
+        msg.positions, msg.gripper = self.adapter.chunk_fields(chunk)
+        msg.coarse = [] if coarse is None else \
+            self.adapter.arm(coarse).astype(float).ravel().tolist()
+        default_k = getattr(self.policy.experts[expert].config, 'steps', 0)
         msg.refine_steps = int(default_k if self.steps is None or not default_k else self.steps)
         msg.inference_ms = float(ms)
         msg.observation_stamp = stamp
@@ -200,7 +200,7 @@ class MotorPolicyNode(Node):
         line.scale.x = 0.004
         line.color.g, line.color.a = 0.8, 1.0
         line.pose.orientation.w = 1.0
-        for q in chunk[:, :7]:
+        for q in self.adapter.arm(chunk):
             pos, quat = self.kin.fk(q)
             ps = PoseStamped()
             ps.header = path.header
@@ -218,7 +218,7 @@ class MotorPolicyNode(Node):
         cx = np.asarray(self.compute_ms or [np.nan])
         st = DiagnosticStatus(name='motor_policy', hardware_id='policy')
         st.level = DiagnosticStatus.OK if self.published else DiagnosticStatus.WARN
-        st.message = f'{self.published} chunks/s from {self.expert}' if self.published \
+        st.message = f'{self.published} chunks/s from {self.core.expert}' if self.published \
             else 'idle: waiting for joint states and waypoints'
         st.values = [KeyValue(key=k, value=str(v)) for k, v in (
             ('rate_hz', self.published), ('inference_ms_p50', f'{np.median(ms):.2f}'),
@@ -227,8 +227,9 @@ class MotorPolicyNode(Node):
             ('receive_ms_p99', f'{np.percentile(rx, 99):.2f}'),
             ('compute_ms_p50', f'{np.median(cx):.2f}'),
             ('compute_ms_p99', f'{np.percentile(cx, 99):.2f}'),
-            ('expert', self.expert),
-            ('subgoal_id', self.subgoal_id), ('errors', self.errors))] + rate_values(self.monitor)
+            ('expert', self.core.expert),
+            ('subgoal_id', self.core.subgoal_id), ('errors', self.errors))] + \
+            rate_values(self.monitor)
         arr = DiagnosticArray(status=[st])
         arr.header.stamp = self.get_clock().now().to_msg()
         self.pub_diag.publish(arr)

@@ -2,6 +2,13 @@
 
 Written for rclpy 7.x (Jazzy) and 9.x (Kilted): no ``with rclpy.init()``.
 
+Ctrl-C in a terminal running ``ros2 launch`` (or ``hybrid-vla launch``) delivers SIGINT twice to
+every node: once to the whole process group, once more forwarded by the launcher. The first one
+ends the spin (between callbacks, never inside one: :class:`ShutdownRequest`), every later one
+is ignored, so ``destroy_node`` (which stops a node's worker threads first) and
+``rclpy.try_shutdown`` always run to the end and the process exits 0. SIGTERM shuts the context
+down (rclpy's handler: ``ExternalShutdownException``), also a clean stop.
+
 After the node is built, :func:`configure_process` applies the node's scheduling parameters (the
 role of ros2_control's ``thread_priority`` for its control thread), so ``ros2 launch`` and the
 pip-only launcher get the same behaviour from config/<robot>.yaml:
@@ -22,15 +29,20 @@ so a collection in a callback is rare and short.
 """
 import gc
 import os
+import signal
 import sys
 
 import rclpy
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
 from hybrid_vla_ros.nodes.parameters import describe as _d
+from hybrid_vla_ros.robot_config import ConfigError
 
 GC_THRESHOLDS = (20000, 20, 50)
 RTTIME_LIMIT_US = (500_000, 1_000_000)
+# longest wait of the executor between two checks of a shutdown request (s); rclpy's own SIGINT
+# handler wakes the executor at once, this only bounds a missed wake-up
+SPIN_WAKE_S = 0.25
 
 
 def _threads():
@@ -84,13 +96,50 @@ def configure_process(node) -> None:
         log(f'scheduling: {text}')
 
 
+class ShutdownRequest:
+    """The SIGINT handler of a node process (install it before ``rclpy.init``: rclpy's own
+    handler, which wakes the executors, then chains to it).
+
+    While the node is being built (model loading, warm-up) the first SIGINT raises
+    ``KeyboardInterrupt`` at once; while spinning it only sets :attr:`requested`, which the spin
+    loop checks between callbacks. Once shutdown has begun, every SIGINT is ignored.
+    """
+
+    def __init__(self):
+        self.requested = False
+        self.spinning = False
+
+    def __call__(self, signum, frame) -> None:
+        if self.requested:
+            return
+        self.requested = True
+        if not self.spinning:
+            raise KeyboardInterrupt
+
+
 def run_node(node_class, args=None) -> None:
+    """Build ``node_class()``, spin it until SIGINT/SIGTERM, then shut down cleanly.
+
+    A configuration error while the node is built (:class:`ConfigError`: a bad robot YAML or
+    URDF, the message naming the file and key) is printed as one line on stderr and the process
+    exits with code 1 (no traceback)."""
+    stop = ShutdownRequest()
+    failed = None
+    signal.signal(signal.SIGINT, stop)
     rclpy.init(args=args)
-    node = None
+    node = executor = None
     try:
-        node = node_class()
+        try:
+            node = node_class()
+        except ConfigError as e:
+            failed = f'[{getattr(node_class, "__name__", "node")}] configuration error: {e}'
+            return
         configure_process(node)
-        rclpy.spin(node)
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        stop.spinning = True
+        while rclpy.ok() and not stop.requested:
+            executor.spin_once(timeout_sec=SPIN_WAKE_S)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception:
@@ -99,6 +148,17 @@ def run_node(node_class, args=None) -> None:
         if rclpy.ok():
             raise
     finally:
+        stop.requested = True   # from here on SIGINT is ignored: the shutdown runs to the end,
+        # at the OS level too: rclpy's own C handler, which wakes the executors, must not run
+        # while they and the context are being destroyed (a SIGINT then could crash, SIGSEGV);
+        # Python also restores the default action while the interpreter finalizes (a signal
+        # then would kill the process, exit -2), but leaves an ignored one ignored
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if executor is not None:
+            executor.shutdown()
         if node is not None:
-            node.destroy_node()
+            node.destroy_node()   # a node with worker threads stops them in its destroy_node
         rclpy.try_shutdown()
+        if failed is not None:
+            print(failed, file=sys.stderr, flush=True)
+            sys.exit(1)

@@ -1,4 +1,4 @@
-"""The QoS profiles of DESIGN.md, in one place."""
+"""The graph's QoS profiles, in one place (docs/architecture.md lists which topic uses which)."""
 from rclpy.qos import (
                        DurabilityPolicy,
                        HistoryPolicy,

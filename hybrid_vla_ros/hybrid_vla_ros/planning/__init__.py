@@ -7,7 +7,9 @@
 - ``skills.validate_plan`` / ``llm_backend.parse_llm_plan``: every backend's output (trained
   heads, ``llm_backend.LLMBackend``, ``vlm_backend.HFVLMBackend``) is checked against the skill
   allow-list and the scene's objects (``PlanningError`` otherwise)
-- ``training.train_strategic`` / ``train_tactical`` / ``evaluate_planner``; CLI in ``cli``.
+- training lives in ``training/train_planner.py`` (``train_strategic`` / ``train_tactical``, on
+  the sim data of ``training/planner_data.py``), the held-out evaluation in
+  ``evaluation/planner_eval.py`` (``evaluate_planner``); their CLI is ``cli``.
 
 Submodules are imported on demand (the backbones pull in transformers).
 """

@@ -24,7 +24,7 @@ import re
 
 import numpy as np
 
-from ..sim.tasks import TASKS
+from ..sim.tasks import TASK_TYPES as TASKS
 
 _WORD = re.compile(r'[a-z]+')
 

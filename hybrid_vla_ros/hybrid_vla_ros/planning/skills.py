@@ -16,17 +16,30 @@ import re
 
 import numpy as np
 
-from ..sim.tasks import OBJECT_COLORS, SKILLS
+# the vocabulary and the sub-goal type live in ``domain`` (re-exported here)
+from ..domain.types import SubGoal  # noqa: F401
+from ..domain.vocabulary import (  # noqa: F401
+    OBJECT_COLORS,
+    OBJECT_SHAPE,
+    OBJECT_SKILLS,
+    PLACING_SKILLS,
+    SHAPES,
+    SKILL_ALLOW_LIST,
+    SPECIAL_OBJECTS,
+    object_kind,
+    object_vocabulary,
+)
 
-SKILL_ALLOW_LIST: tuple = tuple(SKILLS)
-COLORS: tuple = tuple(OBJECT_COLORS)
-SHAPES: tuple = ('cube', 'cylinder')
-SPECIAL_OBJECTS: tuple = ('target', 'obstacle')
-# skills whose step names a place reference (where the carried object goes)
-PLACING_SKILLS = ('place',)
+COLORS: tuple = OBJECT_COLORS
 MAX_SUBGOALS = 32
-# generous bounds (base frame, m) for any sub-goal target: the table top and the air above it
-PLAN_WORKSPACE = (np.array([0.05, -0.65, -0.01]), np.array([0.95, 0.65, 0.65]))
+
+
+def plan_bounds(reach: float):
+    """Generous bounds (base frame, m) for any sub-goal target of an arm whose tool stays within
+    ``reach`` of the base (``Kinematics.reach()``): the table top and the air above it."""
+    r = float(reach)
+    return np.array([-r, -r, -0.01]), np.array([r, r, r])
+
 
 _SHAPE_ALIASES = {'cube': 'cube', 'block': 'cube', 'box': 'cube', 'cubes': 'cube',
                   'blocks': 'cube', 'cylinder': 'cylinder', 'can': 'cylinder',
@@ -38,13 +51,6 @@ _OBSTACLE_ALIASES = ('obstacle', 'wall', 'grey wall', 'gray wall', 'barrier', 'g
 
 class PlanningError(ValueError):
     """A plan (from any backend) is malformed or names an unknown skill/object."""
-
-
-def object_vocabulary() -> tuple:
-    """All object names a plan may use (scene-independent)."""
-    names = [f'{c} {s}' for c in COLORS for s in SHAPES]
-    names += [f'{c} pad' for c in COLORS]
-    return tuple(names) + SPECIAL_OBJECTS
 
 
 def normalize_object_name(name) -> str:
@@ -64,16 +70,8 @@ def normalize_object_name(name) -> str:
                         f'"target", "obstacle" with colour in {list(COLORS)}')
 
 
-def object_kind(name: str) -> str:
-    """'object' (graspable), 'pad', 'target' or 'obstacle' for a canonical name."""
-    if name in SPECIAL_OBJECTS:
-        return name
-    return 'pad' if name.endswith(' pad') else 'object'
-
-
 def scene_objects_from_episode(episode) -> set:
     """Names of the objects present in a sim episode (``sim.tasks.Episode``)."""
-    from ..sim.arm_sim import OBJECT_SHAPE
     names = {f"{o['color']} {OBJECT_SHAPE[slot]}" for slot, o in episode.objects.items()}
     names |= {f"{p['color']} pad" for p in episode.pads.values()}
     if episode.target is not None:
@@ -94,37 +92,6 @@ class SymbolicStep:
 
     def key(self) -> tuple:
         return (self.skill, self.object)
-
-
-@dataclass
-class SubGoal:
-    """A grounded sub-goal: target pose of the TCP in the base frame (xyz m, quat xyzw)."""
-    id: str
-    skill: str
-    object: str
-    description: str
-    position: np.ndarray
-    orientation: np.ndarray
-    confidence: float
-    gripper: float = 0.0        # 0 open .. 1 closed at the end of the sub-goal
-    reference: str = ''
-    servo: bool = False         # precise target: the motor level may finish with a servo phase
-
-    def to_dict(self) -> dict:
-        return {'id': self.id, 'skill': self.skill, 'object': self.object,
-                'description': self.description,
-                'target_pos': [float(v) for v in self.position],
-                'target_quat': [float(v) for v in self.orientation],
-                'confidence': float(self.confidence), 'gripper': float(self.gripper),
-                'reference': self.reference, 'servo': bool(self.servo)}
-
-    def to_expert(self):
-        """The same sub-goal as ``sim.scripted_expert.SubGoal`` (what the tactical/motor
-        levels were trained on)."""
-        from ..sim.scripted_expert import SubGoal as ExpertSubGoal
-        return ExpertSubGoal(self.id, self.skill, self.object, self.description,
-                             np.asarray(self.position, float), np.asarray(self.orientation, float),
-                             float(self.gripper), float(self.confidence), bool(self.servo))
 
 
 @dataclass
@@ -183,7 +150,7 @@ def validate_steps(steps, scene_objects=None) -> list:
             raise PlanningError(f'step {i}: cannot {st.skill} the {obj} relative to itself')
         if st.skill in PLACING_SKILLS and not ref:
             raise PlanningError(f'step {i}: {st.skill!r} needs a reference (where to place)')
-        if st.skill in ('grasp', 'lift', 'place', 'descend') and object_kind(obj) != 'object':
+        if st.skill in OBJECT_SKILLS and object_kind(obj) != 'object':
             raise PlanningError(f'step {i}: cannot {st.skill} {obj!r} (not a graspable object)')
         if st.skill == 'move_to' and object_kind(obj) != 'target':
             # the TCP would be driven into the object: approach objects with move_above
@@ -194,9 +161,10 @@ def validate_steps(steps, scene_objects=None) -> list:
     return out
 
 
-def validate_plan(plan, scene_objects=None, workspace=PLAN_WORKSPACE) -> Plan:
+def validate_plan(plan, scene_objects=None, workspace=None) -> Plan:
     """Validate a grounded ``Plan`` (or list of ``SubGoal``) against the skill allow-list, the
-    scene's object names (``scene_objects``; None = the whole vocabulary) and the workspace.
+    scene's object names (``scene_objects``; None = the whole vocabulary) and the workspace
+    (``(lower, upper)`` bounds, e.g. :func:`plan_bounds`; None = any finite position).
 
     Returns the plan; raises ``PlanningError`` naming the sub-goal index and field.
     """

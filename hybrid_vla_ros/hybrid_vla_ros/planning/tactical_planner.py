@@ -13,20 +13,33 @@ gripper), the measured TCP pose and gripper, and the obstacle position when the 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..sim.kinematics import quat_to_mat
-from ..sim.scripted_expert import Waypoint
-from .skills import SKILL_ALLOW_LIST, PlanningError
+from ..domain.rotations import quat_to_mat
+from ..domain.types import Waypoint, subgoal_target
+from ..domain.vocabulary import SKILL_ALLOW_LIST
+from .skills import PlanningError
 
 MAX_WAYPOINTS = 3
 # TCP workspace (base frame, m): the reachable box above the table
+# waypoint bounds (base frame, m) in the reference workspace (``sim.workspace.REFERENCE``);
+# :func:`tactical_workspace` maps them into a robot's workspace
 TACTICAL_WORKSPACE = (np.array([0.15, -0.45, 0.0]), np.array([0.85, 0.45, 0.45]))
+
+
+def tactical_workspace(robot=None):
+    """The waypoint bounds of ``robot`` (a model, name or YAML; None = the default robot):
+    :data:`TACTICAL_WORKSPACE` mapped into its workspace."""
+    from ..robot import load_robot
+    from ..sim.workspace import workspace_of
+    ws = workspace_of(load_robot() if robot is None else load_robot(robot))
+    lo, hi = TACTICAL_WORKSPACE
+    return (np.array([ws.x(lo[0]), ws.y(lo[1]), lo[2]]),
+            np.array([ws.x(hi[0]), ws.y(hi[1]), hi[2]]))
 _CENTER = np.array([0.5, 0.0, 0.15])
 _POS_SCALE = 0.3    # m
 _TIME_SCALE = 5.0   # s
@@ -42,12 +55,7 @@ def _canon(q, ref) -> np.ndarray:
 
 
 def _subgoal_fields(sg) -> tuple:
-    if isinstance(sg, dict):
-        skill, p, q, g = sg['skill'], sg['target_pos'], sg['target_quat'], sg.get('gripper', 0.0)
-    elif hasattr(sg, 'target_pos'):
-        skill, p, q, g = sg.skill, sg.target_pos, sg.target_quat, sg.gripper
-    else:
-        skill, p, q, g = sg.skill, sg.position, sg.orientation, sg.gripper
+    skill, p, q, g = subgoal_target(sg)
     if skill not in SKILL_ALLOW_LIST:
         raise PlanningError(f'sub-goal skill {skill!r} is not allow-listed')
     p, q = np.asarray(p, float), np.asarray(q, float)
@@ -164,36 +172,32 @@ def decode_waypoints(wp: np.ndarray, count: int, subgoal, workspace=TACTICAL_WOR
 
 class TacticalPlanner:
     """Level-2 planner: ``waypoints(subgoal, observation) -> [Waypoint(pos, quat, gripper,
-    time_from_start)]``. ``subgoal``: ``skills.SubGoal``, ``sim.scripted_expert.SubGoal`` or a
-    sub-goal dict (skill, target_pos, target_quat, gripper)."""
+    time_from_start)]``. ``subgoal``: a ``domain.types.SubGoal`` or a sub-goal dict (skill,
+    target_pos, target_quat, gripper)."""
 
     def __init__(self, net: TacticalNet, workspace=TACTICAL_WORKSPACE) -> None:
         self.net = net.eval()
         self.workspace = workspace
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path | None = None) -> TacticalPlanner:
-        from safetensors.torch import load_file
-
+    def from_checkpoint(cls, path: str | Path | None = None, robot=None) -> TacticalPlanner:
+        """The checkpoint's planner, its waypoints bounded by ``robot``'s workspace."""
+        from ..models.checkpoint import read_module
         from .strategic_planner import DEFAULT_CHECKPOINT
         path = Path(path) if path else DEFAULT_CHECKPOINT
         f, j = path / 'tactical.safetensors', path / 'tactical.json'
         if not f.is_file() or not j.is_file():
             raise FileNotFoundError(f'no tactical checkpoint in {path}; train one with '
                                     '`hybrid-vla train tactical --out DIR`')
-        meta = json.loads(j.read_text())
-        net = TacticalNet(TacticalConfig(**meta['config']))
-        net.load_state_dict(load_file(str(f)))
-        return cls(net)
+        net, _ = read_module(str(f), str(j),
+                             lambda meta: TacticalNet(TacticalConfig(**meta['config'])))
+        return cls(net, tactical_workspace(robot))
 
     def save(self, path: str | Path, extra: dict | None = None) -> None:
-        from safetensors.torch import save_file
+        from ..models.checkpoint import write_module
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in self.net.state_dict().items()},
-                  str(path / 'tactical.safetensors'))
-        (path / 'tactical.json').write_text(json.dumps(
-            {'kind': 'tactical', 'config': asdict(self.net.config), **(extra or {})}, indent=2))
+        write_module(str(path / 'tactical.safetensors'), str(path / 'tactical.json'), self.net,
+                     {'kind': 'tactical', 'config': asdict(self.net.config), **(extra or {})})
 
     @torch.no_grad()
     def waypoints(self, subgoal, observation: dict) -> list:

@@ -15,6 +15,13 @@ class CommandError(ValueError):
     """A command was rejected; the arm keeps its previous target."""
 
 
+def shorten(items, n: int = 8) -> str:
+    """The first ``n`` items of a (possibly hostile, huge) list for an error message."""
+    head = [items[i] for i in range(min(len(items), n))]
+    text = ', '.join(repr(v)[:40] for v in head)
+    return f'[{text}, ... ({len(items)} in all)]' if len(items) > n else f'[{text}]'
+
+
 def validate_forward_command(values: Sequence[float], n_joints: int) -> np.ndarray:
     """Check a forward-controller command: exactly ``n_joints`` finite values."""
     q = np.asarray(values, dtype=float).reshape(-1)
@@ -75,12 +82,12 @@ class TrajectoryFollower:
         names = list(joint_names)
         unknown = sorted(set(names) - set(self.joint_names))
         if unknown:
-            raise CommandError(f'trajectory names unknown joints {unknown}; '
+            raise CommandError(f'trajectory names unknown joints {shorten(unknown)}; '
                                f'expected {self.joint_names}')
         missing = sorted(set(self.joint_names) - set(names))
         if missing or len(names) != len(self.joint_names):
             raise CommandError(f'trajectory must name each of {self.joint_names} once; '
-                               f'missing {missing}, got {names}')
+                               f'missing {missing}, got {shorten(names)}')
         if len(times) == 0:
             raise CommandError('trajectory has no points')
         t = np.asarray(times, dtype=float)

@@ -1,69 +1,33 @@
-"""Locate the ``hybrid_vla_description`` package and expand its xacro to a URDF string."""
+"""The description package for the simulator's users: the default robot's URDF, limits and home
+pose (the lookup and the xacro expansion live in :mod:`hybrid_vla_ros.robot.description`)."""
 from __future__ import annotations
 
-from functools import lru_cache
 import os
 
-PACKAGE = 'hybrid_vla_description'
-DEFAULT_XACRO = os.path.join('urdf', 'arm7.urdf.xacro')
-ENV_VAR = 'HYBRID_VLA_DESCRIPTION_DIR'
+from ..robot.description import (  # noqa: F401 (re-exported)
+    ENV_VAR,
+    PACKAGE,
+    description_dir,
+    expand_xacro,
+    xacro_path,
+)
 
 
-def _ament_share(package: str):
-    """Return share/<package> from AMENT_PREFIX_PATH (no ament_index_python needed)."""
-    try:  # a real ROS install
-        from ament_index_python.packages import get_package_share_directory
-        return get_package_share_directory(package)
-    except Exception:
-        pass
-    for prefix in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep):
-        if not prefix:
-            continue
-        marker = os.path.join(prefix, 'share', 'ament_index', 'resource_index', 'packages',
-                              package)
-        share = os.path.join(prefix, 'share', package)
-        if os.path.exists(marker) and os.path.isdir(share):
-            return share
-    return None
-
-
-def description_dir() -> str:
-    """Description package dir: $HYBRID_VLA_DESCRIPTION_DIR, ament index, or the source tree."""
-    env = os.environ.get(ENV_VAR)
-    if env and os.path.isdir(env):
-        return env
-    share = _ament_share(PACKAGE)
-    if share and os.path.exists(os.path.join(share, DEFAULT_XACRO)):
-        return share
-    here = os.path.dirname(os.path.abspath(__file__))
-    # hybrid_vla_ros/hybrid_vla_ros/sim -> repo root
-    src = os.path.normpath(os.path.join(here, '..', '..', '..', PACKAGE))
-    if os.path.isdir(src):
-        return src
-    raise FileNotFoundError(
-        f'cannot find {PACKAGE}: set {ENV_VAR}, source a workspace that installs it, '
-        'or run from the source tree')
-
-
-def xacro_path(name: str = DEFAULT_XACRO) -> str:
-    return os.path.join(description_dir(), name)
-
-
-def controllers_yaml_path() -> str:
-    return os.path.join(description_dir(), 'config', 'arm7_controllers.yaml')
-
-
-@lru_cache(maxsize=8)
-def _expand(path: str, mappings: tuple) -> str:
-    import xacro  # pip package `xacro`
-    doc = xacro.process_file(path, mappings=dict(mappings))
-    return doc.toprettyxml(indent='  ')
+def controllers_yaml_path(robot=None) -> str:
+    """The ros2_control controllers YAML of ``robot`` (default: the default robot):
+    ``config/<robot>_controllers.yaml`` of the description package."""
+    from ..robot import load_robot
+    name = load_robot(robot).name if robot is not None else load_robot().name
+    return os.path.join(description_dir(), 'config', f'{name}_controllers.yaml')
 
 
 def urdf_string(xacro_file: str | None = None, **mappings) -> str:
-    """Expand the arm xacro (``mappings`` are xacro args, e.g. hardware_plugin=...) to URDF XML."""
-    path = xacro_file or xacro_path()
-    return _expand(os.path.abspath(path), tuple(sorted((k, str(v)) for k, v in mappings.items())))
+    """Expand a xacro (default: the default robot's; ``mappings`` are xacro args, e.g.
+    hardware_plugin=...) to URDF XML."""
+    if xacro_file is None:
+        from ..robot import load_robot
+        xacro_file = load_robot().urdf_file
+    return expand_xacro(xacro_file, **mappings)
 
 
 def joint_limits(urdf: str | None = None) -> dict:

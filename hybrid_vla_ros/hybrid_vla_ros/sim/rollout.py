@@ -1,8 +1,9 @@
 """Closed-loop rollouts of a policy (or the scripted expert) in ``ArmSim``.
 
 Observation dict passed to ``policy(obs)`` every control step (20 Hz by default):
-- ``state``: (8,) float32 — joint_1..joint_7 positions [rad] + gripper state [0 open .. 1 closed]
-- ``q``, ``dq``: (7,) joint positions [rad] / velocities [rad/s]
+- ``state``: (n+1,) float32 — the robot's n arm joint positions [rad] + gripper state
+  [0 open .. 1 closed]
+- ``q``, ``dq``: (n,) joint positions [rad] / velocities [rad/s]
 - ``gripper``: measured gripper state [0..1]
 - ``tool_pos`` (3,) [m], ``tool_quat`` (4,) xyzw — TCP in the base frame
 - ``subgoal``: dict of the active sub-goal (id, skill, object, description, target_pos,
@@ -13,7 +14,7 @@ Observation dict passed to ``policy(obs)`` every control step (20 Hz by default)
 - ``task``, ``seed``, ``t`` [s], ``step``
 - ``image``: (H, W, 3) uint8 scene-camera frame, only when ``image=True``
 
-The policy returns either (q_targets (7,), gripper) or a dict {'q': ..., 'gripper': ...};
+The policy returns either (q_targets (n,), gripper) or a dict {'q': ..., 'gripper': ...};
 joint targets in rad (clamped to the URDF limits by the sim), gripper in [0, 1].
 
 The sub-goal/waypoint information comes from the privileged scripted planner (``plan`` +
@@ -126,7 +127,7 @@ def rollout(sim, task, seed: int, policy=None, max_steps: int | None = None, ima
     t0 = _time.perf_counter()
     steps = 0
     noise_rng = np.random.default_rng([int(seed), 7919])
-    noise = np.zeros(7)
+    noise = np.zeros(sim.robot.n_joints)
     decay = np.exp(-control_dt / 0.3)
     for steps in range(1, max_steps + 1):
         q_exec = None
@@ -136,7 +137,7 @@ def rollout(sim, task, seed: int, policy=None, max_steps: int | None = None, ima
                 if (record or image) else None
             if action_noise > 0:
                 noise = decay * noise + action_noise * np.sqrt(1 - decay ** 2) * \
-                    noise_rng.standard_normal(7)
+                    noise_rng.standard_normal(sim.robot.n_joints)
                 queue = expert._queue[0] if expert._queue is not None else ()
                 if expert._phase == 'traj' and expert._k < len(queue) - 5:
                     q_exec = np.asarray(q_cmd, float) + noise
@@ -189,7 +190,7 @@ def _record_recoveries(sim, expert, task, seed, instruction, image, n_sub, n_seg
     step = step0
     for k in range(1, n_segments + 1):
         scale = float(np.exp(rng.uniform(np.log(5e-4), np.log(4e-2))))
-        q = sim.kin.clamp(q_home + rng.normal(0.0, scale, 7))
+        q = sim.kin.clamp(q_home + rng.normal(0.0, scale, sim.robot.n_joints))
         sim.set_joint_targets(q)
         sim.step(6 * n_sub)  # settle at the displaced pose (0.3 s)
         cmd_pos = np.asarray(sg.target_pos, float).copy()

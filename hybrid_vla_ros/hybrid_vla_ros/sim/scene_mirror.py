@@ -1,7 +1,7 @@
 """Scene mirror: the sim's scene and camera posed by measured joint states, never by physics.
 
-The core of ``sim_arm``'s ``mode: mirror`` (the ``scene_camera`` node that ``hardware:=mock``
-starts next to ros2_control): the arm is owned by someone else (mock_components, a real driver),
+The core of the ``scene_camera`` node (``nodes/scene_camera.py``, started by ``hardware:=mock``
+next to ros2_control): the arm is owned by someone else (mock_components, a real driver),
 so the mirror only *shows* it. Every accepted joint state (arm joints + finger joints) is written
 into the MuJoCo model's ``qpos`` and :func:`mujoco.mj_forward` is called; nothing is stepped.
 
@@ -32,8 +32,7 @@ import xml.etree.ElementTree as ET
 import mujoco
 import numpy as np
 
-from .arm_sim import FINGER_JOINTS, ArmSim
-from .kinematics import ARM_JOINTS
+from .arm_sim import ArmSim
 
 
 class JointStateError(ValueError):
@@ -55,22 +54,24 @@ class SceneMirror:
     """Poses ``sim``'s arm from joint states; objects stay where the last reset put them.
 
     :param sim: the scene (an :class:`ArmSim`; the mirror never steps it).
-    :param joint_names: the robot's arm joints (robot YAML ``joint_names``); required in
-        every joint state.
-    :param gripper_joint: the gripper joint (robot YAML ``gripper_joint``); required.
+    :param joint_names: the robot's arm joints (default: the sim robot's ``joint_names``);
+        required in every joint state.
+    :param gripper_joint: the gripper joint (default: the sim robot's); required.
     :param extra_joints: joint names that may appear in joint states and are ignored (other
         devices on the same controller manager); any other unknown name rejects the message.
     :param limit_tolerance: a position beyond its URDF limit by more than this (rad or m) is
         rejected as garbage; negative = no limit check.
     """
 
-    def __init__(self, sim: ArmSim, joint_names: Sequence[str] = ARM_JOINTS,
-                 gripper_joint: str = FINGER_JOINTS[0], extra_joints: Iterable[str] = (),
+    def __init__(self, sim: ArmSim, joint_names: Optional[Sequence[str]] = None,
+                 gripper_joint: Optional[str] = None, extra_joints: Iterable[str] = (),
                  limit_tolerance: float = 0.1):
         self.sim = sim
         m = sim.model
-        # every joint the mirror can pose: the arm and its fingers (not the objects' free joints)
-        self.joints = tuple(ARM_JOINTS) + tuple(FINGER_JOINTS)
+        joint_names = sim.robot.joint_names if joint_names is None else joint_names
+        gripper_joint = sim.robot.gripper_joint if gripper_joint is None else gripper_joint
+        # every joint the mirror can pose: the arm and its gripper (not the objects' free joints)
+        self.joints = tuple(sim.joint_names)
         self.required = tuple(joint_names) + (gripper_joint,)
         missing = [j for j in self.required if j not in self.joints]
         if missing:
@@ -179,5 +180,5 @@ class SceneMirror:
         return ep
 
     def arm_positions(self) -> Optional[np.ndarray]:
-        """The latest good arm joint positions in ``joint_1..joint_7`` order (None before)."""
-        return None if self.q is None else self.q[:len(ARM_JOINTS)].copy()
+        """The latest good arm joint positions in the robot's order (None before)."""
+        return None if self.q is None else self.q[:self.sim.robot.n_joints].copy()

@@ -5,57 +5,30 @@ velocity limits), and drives the sim closed loop at the control rate (20 Hz).
 Layers (mirroring the ROS graph):
 - ``plan(task_state)``                -> [SubGoal]       (strategic level)
 - ``waypoints(subgoal, state)``       -> [Waypoint]      (tactical level)
-- ``joint_trajectory(wps, q0, kin)``  -> (N,7), (N,)     (motor level)
-- ``ScriptedExpert.act(sim)``         -> (q7, gripper)   (closed-loop driver, one control step)
+- ``joint_trajectory(wps, q0, kin)``  -> (N,n), (N,)     (motor level)
+- ``ScriptedExpert.act(sim)``         -> (q, gripper)    (closed-loop driver, one control step)
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import numpy as np
 
-from .arm_sim import OBJECT_HALF_HEIGHT
-from .kinematics import down_quat, quat_to_mat, rotation_error, slerp
-from .tasks import CONTROL_DT, TCP_TO_FINGERTIP, MultimodalTask, get_task
+from ..domain.skill_rules import (  # noqa: F401 (HOVER, LIFT_Z, PLACE_DROP re-exported)
+    HOVER,
+    LIFT_Z,
+    PLACE_DROP,
+    place_position,
+    stack_surface,
+    step_target,
+)
+from ..domain.types import SubGoal, Waypoint  # noqa: F401 (re-exported for the expert's users)
+from ..domain.vocabulary import OBJECT_HALF_HEIGHT
+from .kinematics import quat_to_mat, rotation_error, slerp
+from .tasks import CONTROL_DT, TCP_TO_FINGERTIP, get_task
 
 V_LIN = 0.25        # m/s   average-speed budget for Cartesian segments
 W_ANG = 1.0         # rad/s average angular speed budget
 VEL_MARGIN = 0.8    # fraction of the URDF joint velocity limits the trajectories may use
-HOVER = 0.10        # m above an object's top for move_above (TCP height margin)
-LIFT_Z = 0.20       # m TCP height after a lift
 GRIP_TIME = 0.6     # s to close/open the gripper
-PLACE_DROP = 0.004  # m gap left under a placed object before release
-
-
-@dataclass
-class SubGoal:
-    id: str
-    skill: str
-    object: str
-    description: str
-    target_pos: np.ndarray
-    target_quat: np.ndarray
-    gripper: float = 0.0
-    confidence: float = 1.0
-    servo: bool = False   # finish with a closed-loop IK-servo phase (precise targets)
-
-    def to_dict(self):
-        d = asdict(self)
-        d['target_pos'] = [float(v) for v in self.target_pos]
-        d['target_quat'] = [float(v) for v in self.target_quat]
-        return d
-
-
-@dataclass
-class Waypoint:
-    pos: np.ndarray
-    quat: np.ndarray
-    gripper: float
-    time_from_start: float
-
-    def to_dict(self):
-        return {'pos': [float(v) for v in self.pos], 'quat': [float(v) for v in self.quat],
-                'gripper': float(self.gripper), 'time_from_start': float(self.time_from_start)}
 
 
 def task_state(sim) -> dict:
@@ -80,33 +53,24 @@ def _grasp_yaw(obj):
 def _pick_place_goals(prefix, objects, obj, place_xy, place_surface_z):
     o = objects[obj]
     h = o['half_height']
-    yaw = _grasp_yaw(o)
-    qd = down_quat(yaw)
-    p = np.asarray(o['pos'], float)
-    above = p + np.array([0, 0, h + HOVER])
-    grasp_p = p.copy()
-    grasp_p[2] = max(p[2], h + 0.0)  # TCP at the object's centre height
-    lift = np.array([p[0], p[1], LIFT_Z])
-    place_z = place_surface_z + h + PLACE_DROP
-    place_above = np.array([place_xy[0], place_xy[1], max(LIFT_Z, place_z + HOVER)])
-    place = np.array([place_xy[0], place_xy[1], place_z])
-    retreat = np.array([place_xy[0], place_xy[1], place_z + HOVER])
+    grasp = {'pos': np.asarray(o['pos'], float), 'half': h, 'shape': o['shape'],
+             'yaw': _grasp_yaw(o)}
+    place = place_position(place_xy, place_surface_z, h)
     name = f"{o['color']} {o['shape']}"
-    q_place = down_quat(0.0)
-    return [
-        SubGoal(f'{prefix}move_above', 'move_above', obj, f'move above the {name}', above, qd,
-                0.0),
-        SubGoal(f'{prefix}descend', 'descend', obj, f'descend to the {name}', grasp_p, qd, 0.0),
-        SubGoal(f'{prefix}grasp', 'grasp', obj, f'grasp the {name}', grasp_p, qd, 1.0),
-        SubGoal(f'{prefix}lift', 'lift', obj, f'lift the {name}', lift, qd, 1.0),
-        SubGoal(f'{prefix}move_above_place', 'move_above', obj, f'carry the {name} above the goal',
-                place_above, q_place, 1.0),
-        SubGoal(f'{prefix}place', 'place', obj, f'lower the {name} onto the goal', place,
-                q_place, 1.0),
-        SubGoal(f'{prefix}release', 'release', obj, f'release the {name}', place, q_place, 0.0),
-        SubGoal(f'{prefix}retreat', 'retreat', obj, 'move the gripper up and away', retreat,
-                q_place, 0.0),
-    ]
+    steps = [('move_above', 'move_above', f'move above the {name}', grasp),
+             ('descend', 'descend', f'descend to the {name}', grasp),
+             ('grasp', 'grasp', f'grasp the {name}', grasp),
+             ('lift', 'lift', f'lift the {name}', grasp),
+             ('move_above_place', 'move_above', f'carry the {name} above the goal',
+              {'place': place}),
+             ('place', 'place', f'lower the {name} onto the goal', {'place': place}),
+             ('release', 'release', f'release the {name}', {'place': place}),
+             ('retreat', 'retreat', 'move the gripper up and away', {'place': place})]
+    out = []
+    for sid, skill, desc, kw in steps:
+        p, q, g, servo = step_target(skill, **kw)
+        out.append(SubGoal(f'{prefix}{sid}', skill, obj, desc, p, q, g, servo=servo))
+    return out
 
 
 def plan(state: dict, choice: int = 0) -> list:
@@ -119,12 +83,13 @@ def plan(state: dict, choice: int = 0) -> list:
     task = ep.task
     info = ep.info
     if task in ('reach',):
+        p, q, g, servo = step_target('move_to', ep.target, yaw=info.get('yaw', 0.0))
         return [SubGoal('reach', 'move_to', 'target', 'move the gripper to the target marker',
-                        np.asarray(ep.target), down_quat(info.get('yaw', 0.0)), 0.0, servo=True)]
+                        p, q, g, servo=servo)]
     if task == 'detour':
+        p, q, g, servo = step_target('move_to', ep.target)
         return [SubGoal('detour', 'move_to', 'target',
-                        'move to the target around the obstacle', np.asarray(ep.target),
-                        down_quat(0.0), 0.0, servo=True)]
+                        'move to the target around the obstacle', p, q, g, servo=servo)]
     if task == 'pick_place':
         pad = objs[info['pad']]['pos']
         return _pick_place_goals('', objs, info['object'], pad[:2], 0.0)
@@ -133,25 +98,22 @@ def plan(state: dict, choice: int = 0) -> list:
         first = _pick_place_goals('a_', objs, info['a'], pad[:2], 0.0)
         # second stage: on top of the first block (position known after stage 1; re-planned
         # at run time from the then current ground truth)
-        a = objs[info['a']]['pos']
-        a_ref = a if np.linalg.norm(a[:2] - pad[:2]) < 0.03 else np.array([pad[0], pad[1], 0.02])
-        second = _pick_place_goals('b_', objs, info['b'], a_ref[:2],
-                                   a_ref[2] + OBJECT_HALF_HEIGHT['cube'])
+        xy, surface = stack_surface(objs[info['a']]['pos'], OBJECT_HALF_HEIGHT['cube'], pad[:2])
+        second = _pick_place_goals('b_', objs, info['b'], xy, surface)
         return first + second
     if task == 'multimodal':
         reds = info['reds']
         obj = reds[choice % len(reds)]
         o = objs[obj]
-        yaw = _grasp_yaw(o)
-        qd = down_quat(yaw)
-        touch = MultimodalTask.touch_point(o['pos'], o['half_height'])
-        above = touch + np.array([0, 0, HOVER])
+        kw = {'pos': o['pos'], 'half': o['half_height'], 'shape': o['shape'],
+              'yaw': _grasp_yaw(o)}
         name = f"{o['color']} {o['shape']}"
-        return [
-            SubGoal('move_above', 'move_above', obj, f'move above the {name}', above, qd, 1.0),
-            SubGoal('touch', 'touch', obj, f'touch the top of the {name}', touch, qd, 1.0,
-                    servo=True),
-        ]
+        p, q, g, servo = step_target('move_above', before_touch=True, **kw)
+        above = SubGoal('move_above', 'move_above', obj, f'move above the {name}', p, q, g,
+                        servo=servo)
+        p, q, g, servo = step_target('touch', **kw)
+        return [above, SubGoal('touch', 'touch', obj, f'touch the top of the {name}', p, q, g,
+                               servo=servo)]
     raise ValueError(f'no plan for task {task!r}')
 
 
@@ -220,7 +182,7 @@ def joint_trajectory(wps: list, q_start, kin, p_start, quat_start, g_start, dt=C
                      vel_limits=None, q_rest=None):
     """Sample the waypoint path every ``dt``: minimum-jerk Cartesian interpolation per segment,
     IK per sample (warm-started), segment durations stretched until every joint stays within
-    ``VEL_MARGIN`` x its velocity limit. Returns (Q (N,7), G (N,), T (N,)) — targets at t+dt.."""
+    ``VEL_MARGIN`` x its velocity limit. Returns (Q (N,n), G (N,), T (N,)) — targets at t+dt.."""
     q = np.asarray(q_start, float).copy()
     Q, G, T = [], [], []
     p_prev, quat_prev, g_prev, t_prev = np.asarray(p_start), np.asarray(quat_start), g_start, 0.0
@@ -259,7 +221,7 @@ def joint_trajectory(wps: list, q_start, kin, p_start, quat_start, g_start, dt=C
 # ============================================================================ closed loop
 class ScriptedExpert:
     """Closed-loop privileged driver. Call ``reset(sim)`` after ``sim.reset``, then ``act(sim)``
-    once per control period; it returns (joint targets (7,), gripper command in [0, 1]).
+    once per control period; it returns (joint targets (n,), gripper command in [0, 1]).
 
     Each sub-goal is (re-)planned from the ground truth at the moment it becomes active.
     Sub-goals flagged ``servo`` end with an IK-servo phase on the measured TCP pose.
@@ -353,13 +315,3 @@ class ScriptedExpert:
             self.index = len(self.subgoals) - 1
             return self._hold_q.copy(), self._hold_g
         return self.act(sim)
-
-
-def run_expert(sim, task, seed: int, max_steps: int | None = None, render: bool = False,
-               record: bool = False):
-    """Reset ``sim`` to (task, seed) and run the scripted expert to completion.
-
-    Returns {success, error_mm, steps, time, [frames], [log]}.
-    """
-    from .rollout import rollout
-    return rollout(sim, task, seed, policy=None, max_steps=max_steps, image=render, record=record)

@@ -15,24 +15,21 @@ from functools import lru_cache
 
 import numpy as np
 
-from .arm_sim import OBJECT_HALF_HEIGHT, OBJECT_SHAPE, OBJECT_SLOTS, OBSTACLE_HALF, PAD_SLOTS
-from .kinematics import down_quat
+# the vocabulary, pose conventions and seed split live in ``domain`` (re-exported here)
+from ..domain.rotations import down_quat
+from ..domain.seeds import EVAL_SEED_START  # noqa: F401
+from ..domain.skill_rules import TCP_TO_FINGERTIP, touch_position  # noqa: F401
+from ..domain.vocabulary import OBJECT_COLORS, SKILLS  # noqa: F401
+from .scene_objects import OBJECT_HALF_HEIGHT, OBJECT_SHAPE, OBJECT_SLOTS, OBSTACLE_HALF, PAD_SLOTS
 
 CONTROL_DT = 0.05  # s, 20 Hz control period of the motor level
-TCP_TO_FINGERTIP = 0.015  # m, fingertips lie this far beyond tool0 along the tool z axis
 
-SKILLS = ('move_above', 'descend', 'grasp', 'lift', 'place', 'release', 'retreat', 'touch',
-          'move_to')
-
-# workspace for objects on the table (base frame)
-X_RANGE = (0.36, 0.62)
-Y_RANGE = (-0.26, 0.26)
+# objects on the table stay this far apart (m); positions are drawn in the robot's workspace
 MIN_SEPARATION = 0.10
 
-# Seed split convention: demonstrations/training use seeds below EVAL_SEED_START, evaluation uses
-# seeds from EVAL_SEED_START on (scenes never seen in training) together with held_out phrasings.
-EVAL_SEED_START = 1_000_000
-OBJECT_COLORS = ('red', 'green', 'blue', 'yellow', 'purple', 'orange')
+# Seed split convention (``domain.seeds``): demonstrations/training use seeds below
+# EVAL_SEED_START, evaluation uses seeds from EVAL_SEED_START on (scenes never seen in training)
+# together with held_out phrasings.
 
 
 @dataclass
@@ -52,9 +49,10 @@ def object_name(ep: Episode, slot: str) -> str:
     return f"{ep.objects[slot]['color']} {OBJECT_SHAPE[slot]}"
 
 
-def _sample_points(rng, n, existing=(), min_sep=MIN_SEPARATION, x_range=X_RANGE,
-                   y_range=Y_RANGE, exclude=(), max_tries=5000):
-    """n xy points in the workspace, pairwise >= min_sep and away from existing/exclude points."""
+def _sample_points(rng, n, ws, existing=(), min_sep=MIN_SEPARATION, exclude=(), max_tries=5000):
+    """n xy points in the workspace ``ws``, pairwise >= min_sep and away from existing/exclude
+    points."""
+    x_range, y_range = ws.x_range, ws.y_range
     pts = [np.asarray(p, float)[:2] for p in existing]
     excl = [(np.asarray(c, float)[:2], r) for c, r in exclude]
     out = []
@@ -74,11 +72,28 @@ def _sample_points(rng, n, existing=(), min_sep=MIN_SEPARATION, x_range=X_RANGE,
 
 
 class Task:
+    """A task's scenes, language and success test, laid out in one robot's workspace
+    (:func:`get_task` binds a task to a robot)."""
     name = 'base'
     max_steps = 400
     skills: tuple = ()
     train_phrases: tuple = ()
     held_out_phrases: tuple = ()
+
+    def __init__(self, robot=None):
+        self._robot = robot
+
+    @property
+    def robot(self):
+        from ..robot import load_robot
+        if self._robot is None:
+            self._robot = load_robot()
+        return self._robot
+
+    @property
+    def ws(self):
+        from .workspace import workspace_of
+        return workspace_of(self.robot)
 
     # -------------------------------------------------------------- scene
     def sample(self, seed: int) -> Episode:
@@ -89,7 +104,8 @@ class Task:
 
     def _place_objects(self, rng, ep, colors: dict, exclude=(), extra_existing=()):
         """Put every object slot on the table with the given colours (slot -> colour)."""
-        pts = _sample_points(rng, len(OBJECT_SLOTS), existing=extra_existing, exclude=exclude)
+        pts = _sample_points(rng, len(OBJECT_SLOTS), self.ws, existing=extra_existing,
+                             exclude=exclude)
         for slot, p in zip(OBJECT_SLOTS, pts):
             h = OBJECT_HALF_HEIGHT[OBJECT_SHAPE[slot]]
             ep.objects[slot] = {'pos': (float(p[0]), float(p[1]), h),
@@ -141,7 +157,9 @@ class ReachTask(Task):
     def sample(self, seed):
         rng = self._rng(seed)
         ep = Episode(task=self.name, seed=int(seed))
-        target = (rng.uniform(0.35, 0.62), rng.uniform(-0.25, 0.25), rng.uniform(0.10, 0.30))
+        ws = self.ws
+        target = (ws.x(rng.uniform(0.35, 0.62)), ws.y(rng.uniform(-0.25, 0.25)),
+                  rng.uniform(0.10, 0.30))
         colors = {s: OBJECT_COLORS[i % len(OBJECT_COLORS)] for i, s in
                   enumerate(rng.permutation(OBJECT_SLOTS))}
         colors = {s: (c if c != 'green' else 'orange') for s, c in colors.items()}
@@ -210,7 +228,7 @@ class PickPlaceTask(Task):
             colors[s] = obj_color if s == obj else str(rng.choice(others))
         # the target must be unique by colour+shape: distractor cubes never share its colour
         pad_cols = list(rng.permutation(OBJECT_COLORS))[:2]
-        pad_pts = _sample_points(rng, 2)
+        pad_pts = _sample_points(rng, 2, self.ws)
         for slot, c, p in zip(PAD_SLOTS, pad_cols, pad_pts):
             ep.pads[slot] = {'pos': (float(p[0]), float(p[1]), 0.0), 'color': str(c)}
         self._place_objects(rng, ep, colors, extra_existing=pad_pts)
@@ -259,7 +277,7 @@ class StackTask(Task):
         colors = {s: str(c) for s, c in zip(cubes, cols)}
         colors['cyl_0'] = str(cols[4])
         pad_cols = list(rng.permutation(OBJECT_COLORS))[:2]  # two distinct pad colours
-        pad_pts = _sample_points(rng, 2)
+        pad_pts = _sample_points(rng, 2, self.ws)
         for slot, c, p in zip(PAD_SLOTS, pad_cols, pad_pts):
             ep.pads[slot] = {'pos': (float(p[0]), float(p[1]), 0.0), 'color': str(c)}
         self._place_objects(rng, ep, colors, extra_existing=pad_pts)
@@ -320,7 +338,7 @@ class MultimodalTask(Task):
         for _ in range(100):
             self._place_objects(rng, ep, colors)
             p0, p1 = (np.asarray(ep.objects[s]['pos']) for s in reds)
-            if np.linalg.norm(p0 - p1) > 0.18:
+            if np.linalg.norm(p0 - p1) > self.ws.d(0.18):
                 break
         ep.info = {'reds': [str(s) for s in sorted(reds)],
                    'start': {s: tuple(ep.objects[s]['pos']) for s in OBJECT_SLOTS}}
@@ -329,7 +347,7 @@ class MultimodalTask(Task):
     @staticmethod
     def touch_point(pos, half=OBJECT_HALF_HEIGHT['cube']):
         """TCP position that puts the fingertips on the top-face centre of a block."""
-        return np.asarray(pos, float) + np.array([0.0, 0.0, half + TCP_TO_FINGERTIP])
+        return touch_position(pos, half)
 
     def _per_red(self, sim):
         p, _ = sim.tool_pose()
@@ -352,10 +370,9 @@ class MultimodalTask(Task):
 
 
 # ============================================================================ detour
-@lru_cache(maxsize=1)
-def _kinematics():
-    from .kinematics import Kinematics
-    return Kinematics.from_urdf()
+@lru_cache(maxsize=8)
+def _kinematics(robot):
+    return robot.kinematics()
 
 
 class DetourTask(Task):
@@ -380,20 +397,18 @@ class DetourTask(Task):
         rng = self._rng(seed)
         ep = Episode(task=self.name, seed=int(seed))
         side = 1.0 if rng.uniform() < 0.5 else -1.0
-        start = np.array([rng.uniform(0.40, 0.55), -side * rng.uniform(0.17, 0.23),
+        ws = self.ws
+        start = np.array([ws.x(rng.uniform(0.40, 0.55)), ws.y(-side * rng.uniform(0.17, 0.23)),
                           rng.uniform(0.07, 0.13)])
-        goal = np.array([rng.uniform(0.40, 0.55), side * rng.uniform(0.17, 0.23),
+        goal = np.array([ws.x(rng.uniform(0.40, 0.55)), ws.y(side * rng.uniform(0.17, 0.23)),
                          rng.uniform(0.07, 0.13)])
         mid = 0.5 * (start + goal)
         d = goal[:2] - start[:2]
         yaw = float(np.arctan2(d[1], d[0]))  # wall thickness axis along the start->goal line
         ep.obstacle = {'pos': (float(mid[0]), float(mid[1]), OBSTACLE_HALF[2]), 'yaw': yaw}
         ep.target = tuple(float(v) for v in goal)
-        kin = _kinematics()
-        from .description import home_pose
-        from .kinematics import ARM_JOINTS
-        hp = home_pose()
-        home = np.array([hp[j] for j in ARM_JOINTS])
+        kin = _kinematics(self.robot)
+        home = self.robot.home_q
         q, ok, _, _ = kin.ik(start, down_quat(0.0), q0=home, q_rest=home)
         ep.start_q = q
         cols = {s: OBJECT_COLORS[i] for i, s in enumerate(rng.permutation(OBJECT_SLOTS))}
@@ -416,21 +431,30 @@ class DetourTask(Task):
         return sim.obstacle_contacts == 0 and self.error_mm(sim) <= self.tolerance_mm
 
 
-TASKS = {t.name: t for t in (ReachTask(), PickPlaceTask(), StackTask(), MultimodalTask(),
-                              DetourTask())}
+TASK_TYPES = {t.name: t for t in (ReachTask, PickPlaceTask, StackTask, MultimodalTask,
+                                   DetourTask)}
 
 
-def get_task(task) -> Task:
-    if isinstance(task, Task):
+@lru_cache(maxsize=64)
+def _bound(name: str, robot) -> Task:
+    return TASK_TYPES[name](robot)
+
+
+def get_task(task, robot=None) -> Task:
+    """The task ``task`` (a name or a Task) in ``robot``'s workspace (a robot model, name or
+    YAML; None = the default robot). A Task bound to another robot is re-bound."""
+    from ..robot import load_robot
+    robot = load_robot() if robot is None else load_robot(robot)
+    name = task.name if isinstance(task, Task) else str(task)
+    if name not in TASK_TYPES:
+        raise KeyError(f'unknown task {task!r}; known: {sorted(TASK_TYPES)}')
+    if isinstance(task, Task) and task._robot is robot:
         return task
-    try:
-        return TASKS[str(task)]
-    except KeyError:
-        raise KeyError(f'unknown task {task!r}; known: {sorted(TASKS)}') from None
+    return _bound(name, robot)
 
 
 def task_names():
-    return list(TASKS)
+    return list(TASK_TYPES)
 
 
 def instruction(task, seed: int, held_out: bool = False) -> str:

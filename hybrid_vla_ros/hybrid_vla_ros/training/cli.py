@@ -8,9 +8,10 @@ TARGETS = {
               'one action expert on demonstrations'),
     'router': ('hybrid_vla_ros.training.train_router', 'add_arguments', 'run',
                'the expert router from held-out evaluations'),
-    'strategic': ('hybrid_vla_ros.planning.cli', 'add_strategic_arguments', 'run_strategic',
+    'strategic': ('hybrid_vla_ros.training.planner_cli', 'add_strategic_arguments',
+                  'run_strategic',
                   'the sub-goal decoder + grounding head (level 3)'),
-    'tactical': ('hybrid_vla_ros.planning.cli', 'add_tactical_arguments', 'run_tactical',
+    'tactical': ('hybrid_vla_ros.training.planner_cli', 'add_tactical_arguments', 'run_tactical',
                  'the tactical waypoint network (level 2)'),
 }
 

@@ -17,16 +17,19 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from hybrid_vla_ros.cli import add_robot_argument
 from hybrid_vla_ros.models.checkpoint import load_checkpoint, save_checkpoint
 from hybrid_vla_ros.models.registry import build_expert, expert_names
-from hybrid_vla_ros.motor.features import GOAL_DIM, GOAL_DIM_LOG, STATE_DIM, log_error_for
+from hybrid_vla_ros.motor.features import GOAL_DIM, GOAL_DIM_LOG, log_error_for
 from hybrid_vla_ros.training.motor_data import load_motor_samples
 from hybrid_vla_ros.training.train_state import load_train_state, save_train_state
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--expert', required=True, choices=expert_names())
-    parser.add_argument('--data', required=True, help='dataset folder(s), comma-separated')
+    parser.add_argument('--data', required=True,
+                        help='LeRobot v3 dataset folder(s), comma-separated')
+    add_robot_argument(parser)  # its joints size the expert; its dataset section names
     parser.add_argument('--out', required=True, help='checkpoint folder')
     parser.add_argument('--tasks', default=None, help='only these tasks (comma-separated)')
     parser.add_argument('--steps', type=int, default=4000)
@@ -59,9 +62,14 @@ class _LossModule(nn.Module):
         return self.expert.loss(batch)
 
 
-def expert_config(args) -> dict:
-    cfg = {'horizon': args.horizon,
-           'encoder': {'state_dim': STATE_DIM,
+def expert_config(args, robot=None) -> dict:
+    """The expert's config: sizes from the robot (n arm joints + gripper), the rest from
+    ``args``."""
+    from hybrid_vla_ros.robot import load_robot
+    robot = load_robot(robot if robot is not None else args.robot)
+    cfg = {'horizon': args.horizon, 'action_dim': robot.action_dim,
+           'delta_dims': robot.n_joints,
+           'encoder': {'state_dim': robot.state_dim,
                        'goal_dim': GOAL_DIM_LOG if args.log_error else GOAL_DIM,
                        'd_model': args.d_model, 'hidden_dim': args.d_model}}
     if args.mu_law:
@@ -129,16 +137,19 @@ def run(args) -> int:
     if args.resume:  # the features follow the checkpoint being continued
         with open(os.path.join(args.out, 'config.json')) as f:
             log_error = log_error_for(json.load(f)['config']['encoder']['goal_dim'])
+    from hybrid_vla_ros.robot import load_robot
+    robot = load_robot(args.robot)
     train, val = load_motor_samples(roots, args.horizon, seed=args.seed, tasks=tasks,
-                                    log_error=log_error)
+                                    log_error=log_error, robot=robot)
     log = print if rank == 0 else (lambda *a, **k: None)
     log(f'train motor/{args.expert}: {len(train["state"])} training samples, '
-        f'{0 if val is None else len(val["state"])} validation samples from {roots}')
+        f'{0 if val is None else len(val["state"])} validation samples from {roots} '
+        f'(robot {robot.name}: {robot.n_joints} joints + gripper)')
 
     if args.resume:
-        expert = load_checkpoint(args.out)
+        expert = load_checkpoint(args.out, joint_names=robot.joint_names)
     else:
-        expert = build_expert(args.expert, **expert_config(args))
+        expert = build_expert(args.expert, **expert_config(args, robot))
         expert.fit_normalization(train)
     model = _LossModule(expert)
     if world > 1:  # rank 0's initial weights and statistics are broadcast to every rank
@@ -146,6 +157,8 @@ def run(args) -> int:
         torch.manual_seed(args.seed * 1009 + rank)  # distinct noise draws per rank
         log(f'DDP: {world} processes (gloo), {args.batch_size} samples per process per step '
             f'(global batch {args.batch_size * world}), disjoint shards of the data')
+    robot_meta = {'name': robot.name, 'joint_names': list(robot.joint_names),
+                  'gripper_joint': robot.gripper_joint}
     opt = torch.optim.AdamW(expert.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     start, history = 0, []
     if args.resume:
@@ -176,7 +189,7 @@ def run(args) -> int:
         if rank == 0 and ((step + 1) % args.val_every == 0 or last):
             v = validation_loss(expert, val)
             history.append({'step': step + 1, 'train_loss': ema, 'val_loss': v})
-            save_checkpoint(args.out, expert)
+            save_checkpoint(args.out, expert, robot=robot_meta)
             save_train_state(args.out, opt, {'step': step + 1, 'history': history,
                                              'args': args_dict(args)})
             bar.write(f'step {step + 1}: train {ema:.4f}  val {v:.4f}')

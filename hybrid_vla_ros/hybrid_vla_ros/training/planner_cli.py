@@ -1,13 +1,16 @@
-"""``hybrid-vla train strategic|tactical`` and ``hybrid-vla eval-planner`` entry points.
+"""``hybrid-vla train strategic|tactical`` and the planner evaluation entry points.
 
 The top-level CLI wires these in (``add_arguments(parser)`` / ``run(args) -> int`` per
-sub-command); heavy imports happen inside ``run`` so ``--help`` stays fast.
+sub-command); ``python -m hybrid_vla_ros.training.planner_cli eval`` runs the held-out planner
+evaluation. Heavy imports happen inside ``run`` so ``--help`` stays fast.
 """
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
+
+from ..robot import DEFAULT_ROBOT
 
 
 def _default_out() -> Path:
@@ -19,7 +22,7 @@ def _default_out() -> Path:
 
 
 DEFAULT_OUT = _default_out()
-DEFAULT_PARAPHRASES = 12   # keep in step with training.train_strategic
+DEFAULT_PARAPHRASES = 12   # keep in step with training/train_planner.py train_strategic
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -27,6 +30,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help='checkpoint directory (resumes if it holds a partial run)')
     p.add_argument('--episodes', type=int, default=60, help='sim scenes per task')
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--robot', default=DEFAULT_ROBOT,
+                   help=f'robot config name or YAML path (default {DEFAULT_ROBOT})')
     p.add_argument('--threads', type=int, default=1, help='torch CPU threads')
     p.add_argument('--tasks', default='reach,pick_place,stack,multimodal,detour')
     p.add_argument('--no-progress', action='store_true', help='hide the progress bars')
@@ -50,14 +55,14 @@ def add_strategic_arguments(parser: argparse.ArgumentParser) -> None:
 def run_strategic(args) -> int:
     import torch
 
-    from .training import train_strategic
+    from ..training.train_planner import train_strategic
     torch.set_num_threads(args.threads)
     res = train_strategic(args.out, episodes=args.episodes, seed=args.seed,
                           epochs_decoder=args.epochs_decoder,
                           epochs_grounding=args.epochs_grounding,
                           token_dropout=args.token_dropout, paraphrases=args.paraphrases,
                           tasks=tuple(args.tasks.split(',')), progress=not args.no_progress,
-                          cache_dir=args.cache_dir)
+                          cache_dir=args.cache_dir, robot=args.robot)
     print(json.dumps({'out': res['out'], 'seconds': round(res['seconds'], 1),
                       'decoder': res['decoder'][-1], 'grounding': res['grounding'][-1]}))
     return 0
@@ -74,12 +79,12 @@ def add_tactical_arguments(parser: argparse.ArgumentParser) -> None:
 def run_tactical(args) -> int:
     import torch
 
-    from .training import train_tactical
+    from ..training.train_planner import train_tactical
     torch.set_num_threads(args.threads)
     res = train_tactical(args.out, episodes=args.episodes, seed=args.seed, epochs=args.epochs,
                          samples_per_subgoal=args.samples_per_subgoal,
                          tasks=tuple(args.tasks.split(',')), progress=not args.no_progress,
-                         cache_dir=args.cache_dir)
+                         cache_dir=args.cache_dir, robot=args.robot)
     print(json.dumps({'out': res['out'], 'seconds': round(res['seconds'], 1),
                       'tactical': res['tactical'][-1]}))
     return 0
@@ -105,6 +110,8 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--checkpoint', type=Path, default=DEFAULT_OUT)
     parser.add_argument('--episodes', type=int, default=20, help='new scenes per task')
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--robot', default=DEFAULT_ROBOT,
+                        help=f'robot config name or YAML path (default {DEFAULT_ROBOT})')
     parser.add_argument('--threads', type=int, default=1)
     parser.add_argument('--tasks', default='reach,pick_place,stack,multimodal,detour')
     parser.add_argument('--train-phrasings', action='store_true',
@@ -115,18 +122,20 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
 def run_eval(args) -> int:
     import torch
 
-    from .training import evaluate_planner
+    from ..evaluation.planner_eval import evaluate_planner
     torch.set_num_threads(args.threads)
     res = evaluate_planner(args.checkpoint, episodes=args.episodes, seed=args.seed,
                            tasks=tuple(args.tasks.split(',')),
-                           held_out=not args.train_phrasings, progress=not args.no_progress)
+                           held_out=not args.train_phrasings, progress=not args.no_progress,
+                           robot=args.robot)
     print(json.dumps(res))
     return 0
 
 
 def main(argv=None) -> int:
-    """Stand-alone use: ``python -m hybrid_vla_ros.planning.cli {strategic,tactical,eval}``."""
-    parser = argparse.ArgumentParser(prog='python -m hybrid_vla_ros.planning.cli')
+    """Stand-alone use:
+    ``python -m hybrid_vla_ros.training.planner_cli {strategic,tactical,eval}``."""
+    parser = argparse.ArgumentParser(prog='python -m hybrid_vla_ros.training.planner_cli')
     sub = parser.add_subparsers(dest='cmd', required=True)
     for name, add, fn in (('strategic', add_strategic_arguments, run_strategic),
                           ('tactical', add_tactical_arguments, run_tactical),

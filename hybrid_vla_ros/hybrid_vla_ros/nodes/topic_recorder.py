@@ -5,14 +5,12 @@ clock at reception (``use_sim_time`` is honoured). A topic given without a QoS a
 publishers like rosbag2 does: reliable only if every publisher is reliable, transient local only
 if every publisher is; its subscription is created once a publisher has been discovered.
 
-    python -m hybrid_vla_ros.data.topic_recorder out.mcap \\
+    python -m hybrid_vla_ros.nodes.topic_recorder out.mcap \\
         subgoals:hybrid_vla_msgs/msg/SubGoalList /joint_states:sensor_msgs/msg/JointState
 """
 import argparse
 import functools
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
@@ -63,6 +61,8 @@ class BagRecorderNode(Node):
             self.counts[name] = 0
             self._waiting[name] = (cls, topic_qos)
         self._discovery_timer = None
+        if flush_period_s > 0:  # a topic that goes quiet is on disk within the period too
+            self.create_timer(flush_period_s / 2, self._flush_pending)
         self._subscribe_ready()
         if self._waiting:
             self._discovery_timer = self.create_timer(discovery_period_s, self._subscribe_ready)
@@ -99,6 +99,11 @@ class BagRecorderNode(Node):
         self.recorder.write_serialized(topic, data, type_name, stamp_ns=stamp_ns)
         self.counts[topic] += 1
 
+    def _flush_pending(self):
+        rec = self.recorder
+        if not rec.closed and rec.flushed_count < rec.message_count:
+            rec.flush()
+
     @property
     def waiting_topics(self):
         """Topics whose subscription waits for a publisher (QoS adaptation)."""
@@ -127,18 +132,9 @@ def main(argv=None):
     parser.add_argument('--flush-period', type=float, default=1.0,
                         help='seconds between chunk flushes (0 = every message)')
     args, ros_args = parser.parse_known_args(argv)
-    rclpy.init(args=ros_args)
-    node = None
-    try:
-        node = BagRecorderNode(args.output, args.topics, flush_period_s=args.flush_period)
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+    from hybrid_vla_ros.nodes.node_main import run_node  # the nodes' clean Ctrl-C / SIGTERM
+    run_node(lambda: BagRecorderNode(args.output, args.topics,
+                                     flush_period_s=args.flush_period), ros_args)
 
 
 if __name__ == '__main__':
