@@ -221,8 +221,44 @@ def test_temporal_ensemble_averages_what_past_chunks_predicted_for_now():
         want = (preds * w[:, None]).sum(0) / w.sum()
         want[7] = np.clip(want[7], 0.0, 1.0)
         assert np.allclose(got[t], want, atol=1e-6)
-    with pytest.raises(ValueError, match='exclude'):
-        PolicyDriver(policy, lambda obs: 'token', ensemble=3, exec_steps=2)
+
+
+def test_the_ensemble_ages_chunks_by_their_time_and_a_new_subgoal_forgets_them():
+    from hybrid_vla_ros.motor.driver import MotorCore
+    from hybrid_vla_ros.motor.ensemble import TemporalEnsemble
+    ens = TemporalEnsemble(3, step_s=0.05)
+    a = np.arange(8, dtype=np.float32).reshape(4, 2)
+    b = a + 100.0
+    assert np.array_equal(ens(a, 1.0), a)
+    # one step later: step j of b and step j+1 of a predict the same instant; a is older and
+    # weighs 1, b weighs exp(-0.1); a's last step predicts nothing for b's last step
+    got = ens(b, 1.05)
+    w = np.exp(-0.1)
+    assert np.allclose(got[:3], (a[1:] + w * b[:3]) / (1 + w))
+    assert np.allclose(got[3], b[3])
+    # a late chunk (two steps): a is two steps old; a chunk older than the horizon is dropped
+    ens.reset()
+    ens(a, 0.0)
+    assert np.allclose(ens(b, 0.1)[0], (a[2] + w * b[0]) / (1 + w))
+    assert np.array_equal(ens(b, 10.0), b)
+    assert np.array_equal(TemporalEnsemble(1)(a, 0.0), a)
+    with pytest.raises(ValueError, match='>= 1'):
+        TemporalEnsemble(0)
+
+    torch.manual_seed(0)
+    expert = build_expert('token', horizon=4, n_bins=16,
+                          encoder={'state_dim': 8, 'goal_dim': GOAL_DIM, 'd_model': 16,
+                                   'hidden_dim': 16})
+    core = MotorCore(MotorPolicy({'token': expert}), 'token', ensemble=3, step_s=0.05)
+    core.on_waypoints('sg0', [WP], 0.0)
+    state, pos, quat = np.zeros(8), np.array([0.4, 0.1, 0.3]), WP[3:7].copy()
+    core.act(state, pos, quat, now=0.0)
+    core.act(state, pos, quat, now=0.05)
+    assert len(core.ensemble.history) == 2
+    core.on_waypoints('sg0', [WP], 0.06)        # the same waypoints re-published: kept
+    assert len(core.ensemble.history) == 2
+    core.on_waypoints('sg1', [WP], 0.07)        # a new sub-goal: its chunks start afresh
+    assert core.ensemble.history == []
 
 
 def test_mu_law_coarse_to_fine_captured_path_matches_eager():
@@ -266,7 +302,7 @@ def test_refiner_temperature_zero_starts_at_the_coarse_chunk():
     assert torch.allclose(a, e.sample(obs, noise=torch.zeros(1, 32)), atol=1e-6)
 
 
-@pytest.mark.parametrize('flags', [['--bins', '64'], ['--refine-steps', '2'], ['--ensemble', '3'],
+@pytest.mark.parametrize('flags', [['--bins', '64'], ['--refine-steps', '2'],
                                    ['--temperature', '0.5'], ['--exec-steps', '2'],
                                    ['--levels', '3'], ['--expert', 'scripted']])
 def test_eval_ros_refuses_the_flags_it_does_not_apply(flags, capsys):
@@ -275,6 +311,17 @@ def test_eval_ros_refuses_the_flags_it_does_not_apply(flags, capsys):
         main(['eval', '--ros', '--task', 'reach', '--episodes', '1', *flags])
     assert e.value.code == 2
     assert flags[0] in capsys.readouterr().err or 'scripted' in flags
+
+
+def test_eval_ros_ensemble_becomes_the_motor_node_parameter(monkeypatch, capsys):
+    from hybrid_vla_ros.cli import main
+    from hybrid_vla_ros.evaluation import ros_eval
+    seen = {}
+    monkeypatch.setattr(ros_eval, 'evaluate_ros',
+                        lambda args: seen.update(args.ros_overrides) or {'ok': True})
+    assert main(['eval', '--ros', '--task', 'reach', '--episodes', '1', '--ensemble', '4',
+                 '--ros-set', 'motor_policy:rate=25']) == 0
+    assert seen['motor_policy'] == {'rate': 25, 'ensemble': 4}
 
 
 def test_eval_ros_passes_robot_expert_and_checkpoints_to_the_graph(tmp_path):

@@ -8,7 +8,8 @@
 ``--robot NAME|PATH.yaml`` picks the arm (sim, checkpoints checked against its joints);
 ``--expert scripted`` runs the scripted expert through the same loop and summary (a reference
 for a new arm). ``--ros`` applies ``--robot``, ``--expert``, ``--checkpoints``, ``--task``,
-``--episodes``, ``--seed``, ``--instructions`` and ``--ros-set``, and refuses the sim-only flags.
+``--episodes``, ``--seed``, ``--instructions``, ``--ensemble`` (the motor node's ``ensemble``
+parameter) and ``--ros-set``, and refuses the sim-only flags.
 """
 import argparse
 import json
@@ -18,7 +19,7 @@ from hybrid_vla_ros.domain.seeds import EVAL_SEED_START
 
 # flags of the ROS-free loop that the ROS graph does not apply (its nodes have their own
 # parameters: --ros-set NODE:PARAM=VALUE): dest -> the value that means "not given"
-NOT_WITH_ROS = {'bins': None, 'refine_steps': None, 'exec_steps': None, 'ensemble': None,
+NOT_WITH_ROS = {'bins': None, 'refine_steps': None, 'exec_steps': None,
                 'temperature': None, 'levels': None}
 DEFAULTS = {'exec_steps': 1, 'ensemble': 1, 'levels': 1}
 
@@ -42,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--exec-steps', type=int, default=None,
                         help='chunk steps executed per inference (default 1: receding horizon)')
     parser.add_argument('--ensemble', type=int, default=None, metavar='M',
-                        help='temporal ensemble of the last M chunks (ACT); 1 = latest chunk')
+                        help="ACT's temporal ensemble of the last M chunks, applied by the "
+                             'motor policy (with --ros: its node parameter); 1 = latest chunk')
     parser.add_argument('--temperature', type=float, default=None,
                         help='coarse_to_fine: scale of the refiner start noise (0 = start at '
                              'the coarse chunk; default 1)')
@@ -101,6 +103,8 @@ def run(args) -> int:
         from hybrid_vla_ros.bringup.launch_command import parse_overrides
         from hybrid_vla_ros.evaluation.ros_eval import evaluate_ros
         args.ros_overrides = parse_overrides(args.ros_set)
+        if args.ensemble != 1:
+            args.ros_overrides.setdefault('motor_policy', {})['ensemble'] = args.ensemble
         result = evaluate_ros(args)
     elif args.levels == 1:
         if args.instructions:

@@ -111,7 +111,7 @@ def run_episode(sim, task, seed, instruction, strategic, tactical, motor, router
             motor.on_waypoints(tstep.subgoal_id, [waypoint_vector(w.pos, w.quat, w.gripper)
                                                   for w in tstep.waypoints], now)
         if motor.has_task(now):   # as the node: on waypoints received within waypoint_timeout
-            chunk, _, _ = motor.act(state, generator=generator)
+            chunk, _, _ = motor.act(state, generator=generator, now=now)
             sim.set_joint_targets(chunk[0, :-1])  # the arm joints, then the gripper closure
             sim.set_gripper(float(np.clip(chunk[0, -1], 0.0, 1.0)))
         # else: no waypoints for waypoint_timeout: the arm holds its last targets
@@ -135,7 +135,7 @@ def evaluate_hierarchy(args, sim=None, progress: bool = True) -> dict:
     from hybrid_vla_ros.planning.tactical_planner import TacticalPlanner
     from hybrid_vla_ros.robot import DEFAULT_ROBOT, load_robot
     from hybrid_vla_ros.sim.arm_sim import ArmSim
-    from hybrid_vla_ros.sim.tasks import get_task
+    from hybrid_vla_ros.sim.tasks import CONTROL_DT, get_task
 
     task = get_task(args.task)
     robot = load_robot(sim.robot if sim is not None
@@ -174,7 +174,8 @@ def evaluate_hierarchy(args, sim=None, progress: bool = True) -> dict:
         tactical = TacticalCore(tactical_planner, kin, robot.n_joints, plan_timeout=0.0)
         router = RouterCore(chooser) if chooser is not None else RouterCore(fixed=args.expert)
         motor = MotorCore(policy, default, kinematics=kin, steps=args.refine_steps,
-                          waypoint_timeout=MOTOR_WAYPOINT_TIMEOUT, reach=kin.reach())
+                          waypoint_timeout=MOTOR_WAYPOINT_TIMEOUT, reach=kin.reach(),
+                          ensemble=getattr(args, 'ensemble', 1) or 1, step_s=CONTROL_DT)
         rows.append(run_episode(sim, task, seed, text, strategic, tactical, motor, router))
         bar.set_postfix(success=f"{sum(r['success'] for r in rows)}/{len(rows)}")
     e = np.array([r['error_mm'] for r in rows])

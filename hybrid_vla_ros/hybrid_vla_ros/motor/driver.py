@@ -3,16 +3,17 @@ adaptee: the waypoints followed, the expert in use, one chunk from a state) and
 :class:`PolicyDriver`, which drives it in closed loop from the sim rollout's observations.
 
 The driver re-plans every control step (receding horizon) unless ``exec_steps`` > 1, in which
-case it executes that many steps of each chunk open loop. ``ensemble`` = m > 1 executes ACT's
-temporal ensemble instead: the command for this step is the weighted mean of what the last m
-chunks predicted for it (weights exp(-0.1 i), oldest first, as in ACT), which averages out
-step-to-step jitter of the policy near a precise target. Used by the ROS-free evaluation
-(``evaluation/motor_eval.py``) and DAgger collection (``data/dagger.py``).
+case it executes that many steps of each chunk open loop. ``ensemble`` = m > 1 is ACT's temporal
+ensemble (:mod:`.ensemble`), applied by :class:`MotorCore` itself, so the ``motor_policy`` node
+(its ``ensemble`` parameter) and the ROS-free loops ensemble the same way. Used by the ROS-free
+evaluation (``evaluation/motor_eval.py``, ``evaluation/hierarchy_eval.py``) and DAgger
+collection (``data/dagger.py``).
 """
 from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
 
+from .ensemble import TemporalEnsemble
 from .features import WaypointTracker, waypoint_vector
 from .policy import MotorPolicy
 
@@ -21,16 +22,18 @@ class MotorCore:
     """``policy``: the loaded experts; ``expert``: the one used until :meth:`on_expert` says
     otherwise; ``kinematics`` (optional): the robot's FK, for :meth:`act` without a tool pose;
     ``waypoint_timeout``: no waypoints for this long (s) = no task (:meth:`has_task`; 0 =
-    never); ``reach``: waypoints further from the base are refused."""
+    never); ``reach``: waypoints further from the base are refused; ``ensemble``: ACT's
+    temporal ensemble of the last m chunks (1 = off) whose steps are ``step_s`` apart."""
 
     def __init__(self, policy: MotorPolicy, expert: str, *, kinematics=None,
                  steps: Optional[int] = None, waypoint_timeout: float = 0.0,
-                 reach: float = float('inf')):
+                 reach: float = float('inf'), ensemble: int = 1, step_s: float = 0.05):
         if expert not in policy.experts:
             raise ValueError(f'expert {expert!r} is not loaded ({sorted(policy.experts)})')
         self.policy, self.expert, self.kin, self.steps = policy, expert, kinematics, steps
         self.waypoint_timeout = float(waypoint_timeout)
         self.tracker = WaypointTracker(reach=reach)
+        self.ensemble = TemporalEnsemble(min(int(ensemble), policy.horizon), step_s)
         self.subgoal_id = ''
         self.wp_time = -np.inf
 
@@ -44,6 +47,7 @@ class MotorCore:
             all(np.array_equal(a, b) for a, b in zip(wps, self.tracker.waypoints))
         if not same:
             self.tracker.set_waypoints(wps)
+            self.ensemble.reset()
         self.subgoal_id, self.wp_time = subgoal_id, float(now)
 
     def on_expert(self, name: str) -> bool:
@@ -58,16 +62,18 @@ class MotorCore:
         return bool(self.tracker.waypoints) and not (
             self.waypoint_timeout > 0 and now - self.wp_time > self.waypoint_timeout)
 
-    def act(self, state, tool_pos=None, tool_quat=None, generator=None):
+    def act(self, state, tool_pos=None, tool_quat=None, generator=None, now: float = 0.0):
         """One chunk of the expert in use from ``state`` toward the tracked waypoint: (chunk
         (H, n+1), coarse chunk or None, inference ms). The tool pose is FK of the state's arm
-        joints unless given. ValueError for a bad state (nothing is produced)."""
+        joints unless given. ``now``: the time of the chunk's first step (s), for the temporal
+        ensemble. ValueError for a bad state (nothing is produced)."""
         state = np.asarray(state, float)
         if tool_pos is None:
             tool_pos, tool_quat = self.kin.fk(state[:self.policy.state_dim - 1])
         wp = self.tracker.update(tool_pos)
-        return self.policy.act(self.expert, state, wp, tool_pos, tool_quat, steps=self.steps,
-                               generator=generator)
+        chunk, coarse, ms = self.policy.act(self.expert, state, wp, tool_pos, tool_quat,
+                                            steps=self.steps, generator=generator)
+        return self.ensemble(chunk, now), coarse, ms
 
 
 class PolicyDriver:
@@ -82,11 +88,9 @@ class PolicyDriver:
         import torch
         self.policy, self.choose, self.steps = policy, choose, steps
         self.exec_steps = max(1, int(exec_steps))
-        self.ensemble = max(1, min(int(ensemble), policy.horizon))
-        if self.ensemble > 1 and self.exec_steps > 1:
-            raise ValueError('ensemble and exec_steps > 1 exclude each other')
-        self.history = []  # the last chunks, newest last (temporal ensemble)
-        self.core = MotorCore(policy, next(iter(policy.experts)), steps=steps)
+        self.core = MotorCore(policy, next(iter(policy.experts)), steps=steps,
+                              ensemble=ensemble, step_s=1.0)
+        self.t = 0        # control steps so far: the ensemble's clock
         self.key = None
         self.queue = []
         self.latencies_ms = []
@@ -99,7 +103,7 @@ class PolicyDriver:
             self.core.on_waypoints(str(obs['subgoal_index']),
                                    [waypoint_vector(w['pos'], w['quat'], w['gripper'])
                                     for w in obs['waypoints']], 0.0)
-            self.key, self.queue, self.history = key, [], []
+            self.key, self.queue = key, []
         if self.queue:   # an open-loop step: via-points pass meanwhile too
             self.core.tracker.update(obs['tool_pos'])
         else:
@@ -108,16 +112,10 @@ class PolicyDriver:
                 raise ValueError(f'unknown expert {name!r}: loaded are '
                                  f'{sorted(self.policy.experts)}')
             chunk, _, ms = self.core.act(obs['state'], obs['tool_pos'], obs['tool_quat'],
-                                         generator=self.generator)
+                                         generator=self.generator, now=float(self.t))
             self.latencies_ms.append(ms)
             self.experts_used[name] = self.experts_used.get(name, 0) + 1
             self.queue = list(chunk[:self.exec_steps])
-            if self.ensemble > 1:
-                self.history = (self.history + [chunk])[-self.ensemble:]
-                # chunk i steps old predicted this step at its index i; oldest weighs most
-                preds = np.stack([c[len(self.history) - 1 - i]
-                                  for i, c in enumerate(self.history)])
-                w = np.exp(-0.1 * np.arange(len(preds)))
-                self.queue = [(preds * w[:, None]).sum(0) / w.sum()]
+        self.t += 1
         a = self.queue.pop(0)  # the arm joints, then the gripper closure
         return a[:-1], float(np.clip(a[-1], 0.0, 1.0))

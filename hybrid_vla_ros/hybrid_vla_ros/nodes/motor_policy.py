@@ -10,7 +10,9 @@ publishes an ``action_chunk`` whose stamp is the time of its first step and whos
 ``observation_stamp`` is the joint state it was computed from. Publishes nothing (so the
 executor holds) while the joint state is missing/stale/invalid or there are no waypoints (none
 yet, or none for ``waypoint_timeout`` s: the tactical level re-publishes them at 5 Hz while a
-sub-goal is active, so its silence means the plan is over or the level is gone). The
+sub-goal is active, so its silence means the plan is over or the level is gone). With
+``ensemble`` = M > 1 each chunk is ACT's temporal ensemble of the last M
+(:mod:`hybrid_vla_ros.motor.ensemble`), as in the ROS-free evaluation's ``--ensemble M``. The
 predicted tool path goes to ``predicted_path`` (nav_msgs/Path) and ``markers`` for rviz at
 ``viz_rate`` Hz (after the chunk is out); inference time and the rate/deadline counters
 (:mod:`hybrid_vla_ros.execution.rate_monitor`) to ``/diagnostics``. ``~/ready`` (latched,
@@ -61,6 +63,8 @@ class MotorPolicyNode(Node):
                            _d('expert before a selection')).value
         steps = p('refine_steps', -1, _d('K sampler steps; -1 = checkpoint default')).value
         self.step_s = p('chunk_step', 0.05, _d('seconds between chunk steps')).value
+        ensemble = p('ensemble', 1, _d("ACT's temporal ensemble of the last M chunks; 1 = off"
+                                       )).value
         self.state_timeout = p('state_timeout', 0.25, _d('joint state older = stale (s)')).value
         wp_timeout = p('waypoint_timeout', 0.5, _d(
             'no waypoints for this long (s) = no task: stop acting; 0 = never')).value
@@ -79,7 +83,8 @@ class MotorPolicyNode(Node):
         self.get_logger().info('warm-up (first call, ms): ' + ', '.join(
             f'{k} {v:.0f}' for k, v in first.items()))
         self.core = MotorCore(self.policy, default_expert, kinematics=self.kin, steps=self.steps,
-                              waypoint_timeout=wp_timeout, reach=self.kin.reach())
+                              waypoint_timeout=wp_timeout, reach=self.kin.reach(),
+                              ensemble=ensemble, step_s=self.step_s)
         self.js = None
         self.js_stamp = None
         self.inference_ms = []
@@ -166,7 +171,7 @@ class MotorPolicyNode(Node):
         state, stamp = self.js, self.js_stamp
         expert = self.core.expert
         try:
-            chunk, coarse, ms = self.core.act(state)
+            chunk, coarse, ms = self.core.act(state, now=t_start)
         except ValueError as e:
             self.errors += 1
             self.get_logger().error(f'no chunk: {e}', throttle_duration_sec=1.0)
