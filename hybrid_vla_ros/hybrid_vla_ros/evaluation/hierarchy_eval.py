@@ -6,14 +6,18 @@ It drives the cores the nodes adapt, in one deterministic loop at the motor's co
 measured state; a stale sub-goal is re-planned from a fresh image),
 :class:`~hybrid_vla_ros.hierarchy.tactical_core.TacticalCore` (``--levels 3``: the tactical
 planner's waypoints; ``--levels 2``: the sub-goal's target as its only waypoint),
-:class:`~hybrid_vla_ros.hierarchy.router_core.RouterCore` and
-:class:`~hybrid_vla_ros.motor.driver.MotorCore`. The plan reaches the levels below as the same
+:class:`~hybrid_vla_ros.hierarchy.router_core.RouterCore`,
+:class:`~hybrid_vla_ros.motor.driver.MotorCore` and the chunk executor's
+:class:`~hybrid_vla_ros.execution.chunk_stream.ChunkStream` (with the ``chunk_executor`` node's
+default settings: it streams each chunk at 100 Hz between two motor steps, blended, within the
+position and velocity limits, into the sim as ``sim_arm`` takes the controller commands). The
+plan reaches the levels below as the same
 :class:`~hybrid_vla_ros.hierarchy.active_plan.ActivePlan` the nodes build from ``SubGoalList``.
-Each step executes the first step of the chunk; once every sub-goal is done the motor acts on
-the last waypoints for its ``waypoint_timeout`` (as the node), then the arm holds, and the
-episode ends ``settle`` s after completion (or at the task's ``max_steps``). Differences from the
-graph are transport, timing and the chunk executor's streaming. Nothing privileged reaches the
-policy: the planners see the image, the levels below joint state (tool pose by FK) and the plan.
+Once every sub-goal is done the motor acts on the last waypoints for its ``waypoint_timeout`` (as
+the node), then the executor runs out the last chunk and holds, and the episode ends ``settle`` s
+after completion (or at the task's ``max_steps``). Differences from the graph are transport and
+timing. Nothing privileged reaches the policy: the planners see the image, the levels below
+joint state (tool pose by FK) and the plan.
 """
 from typing import List, Optional, Tuple
 
@@ -50,11 +54,13 @@ class TargetAsWaypoint:
                          np.asarray(subgoal.orientation, float), float(subgoal.gripper), 0.0)]
 
 
-def run_episode(sim, task, seed, instruction, strategic, tactical, motor, router, *,
-                settle: float = 1.0, subgoal_timeout: float = 20.0):
+def run_episode(sim, task, seed, instruction, strategic, tactical, motor, router, stream, *,
+                settle: float = 1.0, subgoal_timeout: float = 20.0,
+                executor_rate: float = 100.0):
     """One closed-loop episode through the cores (module docstring); ``tactical`` is a
-    TacticalCore, ``motor`` a MotorCore, ``router`` a RouterCore, all fresh for the episode.
-    Returns a dict of outcome and planning figures."""
+    TacticalCore, ``motor`` a MotorCore, ``router`` a RouterCore, ``stream`` the executor's
+    ChunkStream (ticking at ``executor_rate`` Hz), all fresh for the episode. Returns a dict of
+    outcome and planning figures."""
     import torch
 
     from hybrid_vla_ros.hierarchy.active_plan import active_plan_of
@@ -68,7 +74,9 @@ def run_episode(sim, task, seed, instruction, strategic, tactical, motor, router
     sim.reset(task, seed)
     ref_steps, _, _ = expert_symbolic(sim.episode, expert_plan(task_state(sim), 0))
     ref = [(s.skill, s.object) for s in ref_steps]
-    n_sub = int(round(CONTROL_DT / sim.timestep))
+    ticks = max(1, int(round(CONTROL_DT * executor_rate)))   # executor ticks per motor step
+    n_sub = max(1, int(round(CONTROL_DT / ticks / sim.timestep)))   # physics steps per tick
+    joints = list(sim.robot.joint_names)
     core = StrategicCore(worker=InlineWorker(
         lambda req: strategic.plan(req.instruction, req.image, req.camera, depth=req.depth)),
         subgoal_timeout=subgoal_timeout)
@@ -112,10 +120,20 @@ def run_episode(sim, task, seed, instruction, strategic, tactical, motor, router
                                                   for w in tstep.waypoints], now)
         if motor.has_task(now):   # as the node: on waypoints received within waypoint_timeout
             chunk, _, _ = motor.act(state, generator=generator, now=now)
-            sim.set_joint_targets(chunk[0, :-1])  # the arm joints, then the gripper closure
-            sim.set_gripper(float(np.clip(chunk[0, -1], 0.0, 1.0)))
-        # else: no waypoints for waypoint_timeout: the arm holds its last targets
-        sim.step(n_sub)
+            # the arm joints, then the gripper closure: the ActionChunk's fields
+            stream.add_chunk(joint_names=joints, positions=chunk[:, :-1].ravel(),
+                             gripper=np.clip(chunk[:, -1], 0.0, 1.0), horizon=len(chunk),
+                             t0=now, step=CONTROL_DT, now=now)
+        # else: no waypoints for waypoint_timeout: the executor runs out its chunk and holds
+        for _ in range(ticks):   # chunk_executor on sim_arm until the next motor step
+            t = sim.time
+            q, finger = stream.tick(t, sim.joint_positions(), float(sim.finger_positions()[0]),
+                                    t)
+            if q is not None:
+                sim.set_joint_targets(q)
+            if finger is not None:
+                sim.set_finger_position(finger)
+            sim.step(n_sub)
         step += 1
     out.update(success=bool(task.success(sim)), error_mm=float(task.error_mm(sim)), steps=step,
                subgoals=len(core.plan.subgoals) if core.plan is not None else 0,
@@ -126,6 +144,7 @@ def run_episode(sim, task, seed, instruction, strategic, tactical, motor, router
 def evaluate_hierarchy(args, sim=None, progress: bool = True) -> dict:
     from tqdm import tqdm
 
+    from hybrid_vla_ros.execution.chunk_stream import EXECUTOR_DEFAULTS, executor_stream
     from hybrid_vla_ros.hierarchy.router_core import RouterCore
     from hybrid_vla_ros.hierarchy.tactical_core import TacticalCore
     from hybrid_vla_ros.motor.driver import MotorCore
@@ -176,7 +195,9 @@ def evaluate_hierarchy(args, sim=None, progress: bool = True) -> dict:
         motor = MotorCore(policy, default, kinematics=kin, steps=args.refine_steps,
                           waypoint_timeout=MOTOR_WAYPOINT_TIMEOUT, reach=kin.reach(),
                           ensemble=getattr(args, 'ensemble', 1) or 1, step_s=CONTROL_DT)
-        rows.append(run_episode(sim, task, seed, text, strategic, tactical, motor, router))
+        stream = executor_stream(robot)   # the chunk_executor node's defaults
+        rows.append(run_episode(sim, task, seed, text, strategic, tactical, motor, router, stream,
+                                executor_rate=EXECUTOR_DEFAULTS['rate']))
         bar.set_postfix(success=f"{sum(r['success'] for r in rows)}/{len(rows)}")
     e = np.array([r['error_mm'] for r in rows])
     plan_ms = [r['plan_ms'] for r in rows if r['plan_ms'] is not None]

@@ -370,3 +370,38 @@ class ChunkStream:
         q = np.clip(q_lim, self.limits.lower, self.limits.upper)
         self.last_cmd, self.last_grip = q.copy(), float(min(max(g, 0.0), 1.0))
         return q, self._gripper_command(self.last_grip, dt, g_meas)
+
+
+# The chunk_executor node's parameter defaults. The ROS-free evaluation executes chunks through
+# a stream built from the same values (:func:`executor_stream`), so both run one executor.
+EXECUTOR_DEFAULTS = {'rate': 100.0, 'blend_time': 0.05, 'chunk_timeout': 0.3,
+                     'heartbeat_timeout': 0.0, 'velocity_scale': 0.9,
+                     'joint_state_timeout': 0.5, 'resync_tolerance': 0.3}
+
+
+def robot_limits(robot, velocity_scale: float = 1.0) -> ExecutorLimits:
+    """The :class:`ExecutorLimits` of a :class:`~hybrid_vla_ros.robot.RobotModel`: its URDF
+    position limits, its velocity limits (arm and gripper) times ``velocity_scale``, and its
+    closure -> gripper joint mapping."""
+    return ExecutorLimits(lower=robot.lower.copy(), upper=robot.upper.copy(),
+                          velocity=velocity_scale * robot.velocity,
+                          gripper_open=float(robot.gripper_open),
+                          gripper_closed=float(robot.gripper_closed),
+                          gripper_velocity=velocity_scale * float(robot.gripper_velocity))
+
+
+def executor_stream(robot, **settings) -> ChunkStream:
+    """The chunk executor's stream for ``robot``: ``settings`` are the node's parameters
+    (:data:`EXECUTOR_DEFAULTS` for any not given)."""
+    unknown = sorted(set(settings) - set(EXECUTOR_DEFAULTS))
+    if unknown:
+        raise ValueError(f'unknown executor settings {unknown}; known: '
+                         f'{sorted(EXECUTOR_DEFAULTS)}')
+    s = {**EXECUTOR_DEFAULTS, **settings}
+    if not 0.0 < s['velocity_scale'] <= 1.0 or s['rate'] <= 0:
+        raise ValueError('velocity_scale must be in (0, 1] and rate > 0')
+    return ChunkStream(list(robot.joint_names), robot_limits(robot, s['velocity_scale']),
+                       blend_time=s['blend_time'], chunk_timeout=s['chunk_timeout'],
+                       heartbeat_timeout=s['heartbeat_timeout'],
+                       resync_tolerance=s['resync_tolerance'], max_dt=2.0 / s['rate'],
+                       state_timeout=s['joint_state_timeout'])

@@ -29,7 +29,11 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from hybrid_vla_msgs.msg import ActionChunk
-from hybrid_vla_ros.execution.chunk_stream import ChunkRejectedError, ChunkStream
+from hybrid_vla_ros.execution.chunk_stream import (
+    EXECUTOR_DEFAULTS,
+    ChunkRejectedError,
+    executor_stream,
+)
 from hybrid_vla_ros.execution.rate_monitor import RateMonitor, rate_values
 from hybrid_vla_ros.nodes.conversions import RobotAdapter
 from hybrid_vla_ros.nodes.node_main import run_node
@@ -52,36 +56,34 @@ class ChunkExecutorNode(Node):
         self.joint_names = list(robot.joint_names)
         self.gripper_joint = robot.gripper_joint
         cfg = robot.config
-        self.rate = p('rate', 100.0, _d('controller rate (Hz)')).value
+        D = EXECUTOR_DEFAULTS
+        self.rate = p('rate', D['rate'], _d('controller rate (Hz)')).value
         self.interface = p('command_interface', 'forward',
                            _d('forward (position controller) or trajectory (JTC)')).value
-        blend = p('blend_time', 0.05, _d('cross-fade to a new chunk (s)')).value
-        timeout = p('chunk_timeout', 0.3, _d('hold if no chunk for this long (s)')).value
-        heartbeat = p('heartbeat_timeout', 0.0,
-                      _d('hold if no heartbeat for this long (s); 0 = not required')).value
-        vscale = p('velocity_scale', 0.9, _d(
-            'fraction of the URDF velocity limits commanded (arm and gripper); below 1 so that '
-            "the jitter between this node's and the controller manager's clocks never reads as "
-            'a limit violation')).value
-        state_timeout = p('joint_state_timeout', 0.5, _d(
-            'hold if the joint states stop for this long (s); 0 = off')).value
-        resync = p('resync_tolerance', 0.3, _d(
-            'measured further than this (rad) from the last command: restart the command '
-            'from the measured position (sim reset, collision); 0 = off')).value
+        settings = {
+            'rate': self.rate,
+            'blend_time': p('blend_time', D['blend_time'], _d('cross-fade to a new chunk (s)')
+                            ).value,
+            'chunk_timeout': p('chunk_timeout', D['chunk_timeout'],
+                               _d('hold if no chunk for this long (s)')).value,
+            'heartbeat_timeout': p('heartbeat_timeout', D['heartbeat_timeout'], _d(
+                'hold if no heartbeat for this long (s); 0 = not required')).value,
+            'velocity_scale': p('velocity_scale', D['velocity_scale'], _d(
+                'fraction of the URDF velocity limits commanded (arm and gripper); below 1 so '
+                "that the jitter between this node's and the controller manager's clocks never "
+                'reads as a limit violation')).value,
+            'joint_state_timeout': p('joint_state_timeout', D['joint_state_timeout'], _d(
+                'hold if the joint states stop for this long (s); 0 = off')).value,
+            'resync_tolerance': p('resync_tolerance', D['resync_tolerance'], _d(
+                'measured further than this (rad) from the last command: restart the command '
+                'from the measured position (sim reset, collision); 0 = off')).value}
         self.command_on_chunk = p('command_on_chunk', True, _d(
             'command a new chunk at once and re-phase the controller timer to it')).value
         if self.interface not in ('forward', 'trajectory'):
             raise ValueError(f"command_interface={self.interface!r}: expected 'forward' or "
                              "'trajectory'")
-        if not 0.0 < vscale <= 1.0 or self.rate <= 0:
-            raise ValueError('velocity_scale must be in (0, 1] and rate > 0')
-
         # the URDF's limits; closure 0..1 -> gripper joint position as robot.gripper_position
-        lim = self.adapter.executor_limits(vscale)
-        self.stream = ChunkStream(self.joint_names, lim, blend_time=blend,
-                                  chunk_timeout=timeout, heartbeat_timeout=heartbeat,
-                                  resync_tolerance=resync, max_dt=2.0 / self.rate,
-                                  state_timeout=state_timeout)
+        self.stream = executor_stream(robot, **settings)
         self.measured = self.measured_gripper = self.measured_time = None
         self.min_js_stamp = 0  # ns; joint states older than a reset are ignored
         self.obs_stamp = None

@@ -59,17 +59,6 @@ class RobotAdapter:
         """The gripper controller's command (joint units) for a closure."""
         return self.robot.gripper_position(closure)
 
-    def executor_limits(self, velocity_scale: float = 1.0):
-        """:class:`~hybrid_vla_ros.execution.chunk_stream.ExecutorLimits` of the robot (its
-        closure -> gripper joint mapping is :meth:`gripper_command`'s), velocities scaled."""
-        from hybrid_vla_ros.execution.chunk_stream import ExecutorLimits
-        r = self.robot
-        return ExecutorLimits(lower=r.lower.copy(), upper=r.upper.copy(),
-                              velocity=velocity_scale * r.velocity,
-                              gripper_open=float(r.gripper_open),
-                              gripper_closed=float(r.gripper_closed),
-                              gripper_velocity=velocity_scale * float(r.gripper_velocity))
-
 
 def robot_kinematics(robot=None):
     """FK/IK (base_frame -> tool_frame) of ``robot``: a RobotModel, a robot name or a robot YAML
