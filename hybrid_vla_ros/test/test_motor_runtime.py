@@ -335,7 +335,7 @@ def test_eval_ros_passes_robot_expert_and_checkpoints_to_the_graph(tmp_path):
                                  'default_expert': 'flow'}
     o = graph_overrides(argparse.Namespace(task='reach', seed=3, expert='router',
                                            checkpoints=str(tmp_path)))
-    assert o['expert_router'] == {'router_checkpoint': str(tmp_path / 'router')}
+    assert o['expert_router'] == {'checkpoint_dir': str(tmp_path)}
     assert o['motor_policy'] == {'checkpoint_dir': str(tmp_path)}
     with pytest.raises(FileNotFoundError):
         graph_overrides(argparse.Namespace(task='reach', seed=3, expert='flow',

@@ -107,7 +107,7 @@ def graph_overrides(args) -> dict:
     """The node parameters ``--task/--seed``, ``--expert`` and ``--checkpoints`` set (before
     ``--ros-set``): a fixed expert is the only one the motor node loads (a folder may hold just
     that one) and the router is bypassed; ``--checkpoints`` is the motor node's
-    ``checkpoint_dir`` and, with the router, its ``router/`` checkpoint."""
+    ``checkpoint_dir`` and, with the router, the router node's (its ``router/``)."""
     overrides = {'sim_arm': {'task': args.task, 'seed': args.seed}}
     checkpoints = getattr(args, 'checkpoints', None)
     motor = {}
@@ -120,7 +120,7 @@ def graph_overrides(args) -> dict:
         overrides['expert_router'] = {'fixed_expert': args.expert}
         motor.update(experts=[args.expert], default_expert=args.expert)
     elif checkpoints:
-        overrides['expert_router'] = {'router_checkpoint': os.path.join(checkpoints, 'router')}
+        overrides['expert_router'] = {'checkpoint_dir': checkpoints}
     if motor:
         overrides['motor_policy'] = motor
     return overrides

@@ -30,11 +30,11 @@ class ExpertRouterNode(Node):
         p = self.declare_parameter
         self.robot = robot = declare_robot(self)
         self.adapter = RobotAdapter(robot)
-        ckpt = p('router_checkpoint', '', _d('router folder; empty = shipped')).value
+        ckpt = p('checkpoint_dir', '', _d('motor checkpoints holding router/; empty = shipped')).value
         self.fixed = p('fixed_expert', '', _d('bypass the router with this expert')).value
         chooser = None
         if not self.fixed:
-            path = ckpt or os.path.join(shipped_motor_dir(robot), 'router')
+            path = os.path.join(ckpt or shipped_motor_dir(robot), 'router')
             chooser = RouterChooser(load_checkpoint(path, joint_names=robot.joint_names))
             # the first call loads the sentence encoder (seconds): do it now, not while the
             # first sub-goal waits for its expert (and the node's callbacks stall)

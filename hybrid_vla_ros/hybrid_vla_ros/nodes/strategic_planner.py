@@ -95,7 +95,7 @@ class StrategicPlannerNode(Node):
         self.robot = robot = declare_robot(self)
         self.adapter = RobotAdapter(robot)
         self.frame = robot.base_frame
-        ckpt = p('checkpoint', '', _d('planner checkpoint folder; empty = shipped')).value
+        ckpt = p('checkpoint_dir', '', _d('planner checkpoint folder; empty = shipped')).value
         backend = p('backend', 'heads', _d("step proposer: 'heads' (trained), 'llm' (local "
                                            "SmolLM2 GGUF) or 'hf_vlm' (local VLM folder)")).value
         vlm_path = p('vlm_path', '', _d("local model folder for backend 'hf_vlm' (or a GGUF/HF "

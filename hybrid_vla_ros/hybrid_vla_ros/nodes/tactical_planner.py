@@ -38,7 +38,7 @@ class TacticalPlannerNode(Node):
         p = self.declare_parameter
         self.robot = robot = declare_robot(self)
         self.adapter = RobotAdapter(robot)
-        ckpt = p('checkpoint', '', _d('planner checkpoint folder; empty = shipped')).value
+        ckpt = p('checkpoint_dir', '', _d('planner checkpoint folder; empty = shipped')).value
         self.rate = p('rate', 5.0, _d('waypoint publish rate (Hz)')).value
         plan_timeout = p('plan_timeout', 3.0, _d(
             'no plan (re-)publication for this long (s): stop publishing waypoints; 0 = off'
