@@ -124,7 +124,7 @@ def main(argv=None) -> int:
     print(f"{'task/expert':<28}{'success':>9}{'95% CI':>16}{'median mm':>11}{'p95 mm':>9}"
           f"{'infer p50':>11}")
     for name, r in results.items():
-        lo, hi = r['success_ci95']
+        lo, hi = r['success_ci']
         inf = r.get('inference_ms_p50')
         ci = f'[{100 * lo:.0f}, {100 * hi:.0f}]%'
         print(f"{name:<28}{100 * r['success_rate']:>8.0f}%{ci:>16}"

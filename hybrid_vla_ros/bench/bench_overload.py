@@ -13,7 +13,6 @@ held. Success carries its Wilson 95% interval. The last line is the JSON.
 """
 import argparse
 import json
-import math
 import os
 import random
 import subprocess
@@ -25,18 +24,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 from hybrid_vla_ros.domain.seeds import EVAL_SEED_START
+from hybrid_vla_ros.evaluation.stats import wilson_interval  # noqa: E402
 from hybrid_vla_ros.robot import DEFAULT_ROBOT  # noqa: E402
-
-
-def wilson(k: int, n: int, z: float = 1.96):
-    """95% Wilson score interval of k successes in n trials."""
-    if n == 0:
-        return (float('nan'), float('nan'))
-    p = k / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return (max(0.0, c - h), min(1.0, c + h))
 
 
 class CommandMonitor:
@@ -138,9 +127,9 @@ def main():
     checks = check_commands(monitor.arm, monitor.grip, limits, list(robot.joint_names),
                             robot.gripper_joint)
     k = round(result['success_rate'] * result['episodes'])
-    lo, hi = wilson(k, result['episodes'])
+    lo, hi = wilson_interval(k, result['episodes'])
     result.update({'hogs': a.hogs, 'success': f'{k}/{result["episodes"]}',
-                   'success_ci95': [round(lo, 3), round(hi, 3)], 'commands': checks,
+                   'success_ci': [round(lo, 3), round(hi, 3)], 'commands': checks,
                    'executor_counters': monitor.executor_values})
     print(f"{a.hogs} CPU hogs, {a.task}: success {k}/{result['episodes']} "
           f"(95% CI {lo:.2f}-{hi:.2f}), load {result['loadavg_1min']}")

@@ -383,7 +383,7 @@ def test_a_generated_5_joint_arm_collects_trains_and_evaluates(tmp_path, capsys)
     res = _cli_json(capsys, 'eval', '--task', 'reach', '--expert', 'flow', '--checkpoints',
                     str(ckpt), '--robot', yaml_path, '--episodes', '2')
     assert res['robot'] == 'five' and res['episodes'] == 2 and res['expert'] == 'flow'
-    lo, hi = res['success_ci95']
+    lo, hi = res['success_ci']
     assert 0.0 <= lo <= res['success_rate'] <= hi <= 1.0 and res['experts_used']['flow'] > 0
     ref = _cli_json(capsys, 'eval', '--task', 'reach', '--expert', 'scripted', '--robot',
                     yaml_path, '--episodes', '2')

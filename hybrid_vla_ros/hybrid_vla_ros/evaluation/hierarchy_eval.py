@@ -144,6 +144,7 @@ def run_episode(sim, task, seed, instruction, strategic, tactical, motor, router
 def evaluate_hierarchy(args, sim=None, progress: bool = True) -> dict:
     from tqdm import tqdm
 
+    from hybrid_vla_ros.evaluation.stats import success_summary
     from hybrid_vla_ros.execution.chunk_stream import EXECUTOR_DEFAULTS, executor_stream
     from hybrid_vla_ros.hierarchy.router_core import RouterCore
     from hybrid_vla_ros.hierarchy.tactical_core import TacticalCore
@@ -203,8 +204,7 @@ def evaluate_hierarchy(args, sim=None, progress: bool = True) -> dict:
     plan_ms = [r['plan_ms'] for r in rows if r['plan_ms'] is not None]
     return {'task': args.task, 'levels': args.levels, 'expert': args.expert,
             'robot': robot.name,
-            'episodes': args.episodes, 'seed': args.seed,
-            'success_rate': float(np.mean([r['success'] for r in rows])),
+            'seed': args.seed, **success_summary([r['success'] for r in rows]),
             'median_error_mm': float(np.median(e)), 'p95_error_mm': float(np.percentile(e, 95)),
             'subgoal_exact_match': float(np.mean([r['exact_match'] for r in rows])),
             'planning_errors': int(sum(r['planning_error'] is not None for r in rows)),

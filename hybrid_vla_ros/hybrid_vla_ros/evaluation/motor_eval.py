@@ -8,20 +8,9 @@ from typing import Optional
 
 import numpy as np
 
+from hybrid_vla_ros.evaluation.stats import success_summary
 from hybrid_vla_ros.motor.driver import PolicyDriver
 from hybrid_vla_ros.motor.policy import MotorPolicy, motor_checkpoint
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.96):
-    """95% Wilson score interval of a success rate (sound at 0/n and n/n, unlike +-1.96 se)."""
-    if n <= 0:
-        return [float('nan'), float('nan')]
-    p = successes / n
-    d = 1.0 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return [float(max(0.0, c - h)), float(min(1.0, c + h))]
-
 
 SCRIPTED = 'scripted'  # ``--expert scripted``: the scripted expert through the same loop
 
@@ -89,9 +78,7 @@ def evaluate_motor(task: str, expert: str, episodes: int, seed: int, *, bins=Non
         bar.set_postfix(success=f'{sum(successes)}/{len(successes)}')
     e = np.asarray(errors)
     out = {'task': task, 'expert': expert, 'robot': robot.name, 'episodes': episodes,
-           'seed': seed, 'levels': 1, 'successes': int(sum(successes)),
-           'success_rate': float(np.mean(successes)),
-           'success_ci95': wilson_interval(int(sum(successes)), len(successes)),
+           'seed': seed, 'levels': 1, **success_summary(successes),
            'median_error_mm': float(np.median(e)), 'p95_error_mm': float(np.percentile(e, 95)),
            'mean_error_mm': float(np.mean(e)),
            'inference_ms_p50': float(np.median(lat)) if lat else None,

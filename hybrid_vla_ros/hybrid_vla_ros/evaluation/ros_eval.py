@@ -34,6 +34,7 @@ import numpy as np
 def evaluate_ros(args) -> dict:
     from hybrid_vla_ros.bringup.session import GraphSession
     from hybrid_vla_ros.evaluation.hierarchy_eval import read_instructions
+    from hybrid_vla_ros.evaluation.stats import success_summary
     from hybrid_vla_ros.robot import DEFAULT_ROBOT, load_robot
     from hybrid_vla_ros.sim.tasks import CONTROL_DT, get_task
 
@@ -82,8 +83,7 @@ def evaluate_ros(args) -> dict:
     e = np.array([r['error_mm'] for r in rows])
     return {'task': args.task, 'expert': args.expert, 'robot': robot.name, 'levels': 3,
             'ros': True,
-            'episodes': args.episodes, 'seed': args.seed,
-            'success_rate': float(np.mean([r['success'] for r in rows])),
+            'seed': args.seed, **success_summary([r['success'] for r in rows]),
             'median_error_mm': float(np.nanmedian(e)),
             'p95_error_mm': float(np.nanpercentile(e, 95)),
             'episodes_without_plan': sum(bool(r.get('no_plan')) for r in rows),

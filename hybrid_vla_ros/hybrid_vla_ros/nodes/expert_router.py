@@ -30,7 +30,8 @@ class ExpertRouterNode(Node):
         p = self.declare_parameter
         self.robot = robot = declare_robot(self)
         self.adapter = RobotAdapter(robot)
-        ckpt = p('checkpoint_dir', '', _d('motor checkpoints holding router/; empty = shipped')).value
+        ckpt = p('checkpoint_dir', '', _d('motor checkpoints (its router/); empty = shipped')
+                 ).value
         self.fixed = p('fixed_expert', '', _d('bypass the router with this expert')).value
         chooser = None
         if not self.fixed:
