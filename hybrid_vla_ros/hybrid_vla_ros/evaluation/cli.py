@@ -52,7 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='1 (default): privileged plan + motor; 2: strategic planner + '
                              'motor; 3: strategic + tactical + motor')
     parser.add_argument('--instructions', default=None,
-                        help='file of task<TAB>phrasing lines to draw instructions from')
+                        help='file of task<TAB>phrasing lines to draw instructions from; a '
+                             "phrasing may name the task's scene fields ({obj}, {pad}, {a}, "
+                             '{b}), filled from each episode')
     parser.add_argument('--checkpoints', default=None,
                         help='folder of motor checkpoints (<expert>/, router/); with --ros the '
                              "motor node's checkpoint_dir (default: the shipped ones)")

@@ -39,6 +39,36 @@ def read_instructions(path: str) -> List[Tuple[str, str]]:
     return out
 
 
+def instruction_templates(path: str, task) -> List[str]:
+    """The phrasings for ``task`` in ``path`` (:func:`read_instructions`), as templates: a field
+    such as ``{obj}``, ``{pad}``, ``{a}`` or ``{b}`` (the task's phrasing fields) is filled from
+    each episode's scene by :func:`fill_instruction`. ValueError naming the file for a task
+    without phrasings or a field the task does not have."""
+    import string
+    known = set(task.phrase_fields(task.sample(0)))
+    out = []
+    for name, text in read_instructions(path):
+        if name != task.name:
+            continue
+        try:
+            fields = {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
+        except ValueError as e:   # an unmatched brace
+            raise ValueError(f'{path}: {text!r}: {e}') from None
+        unknown = sorted(fields - known)
+        if unknown:
+            raise ValueError(f'{path}: {text!r}: unknown field(s) {unknown}; task '
+                             f'{task.name!r} fills {sorted(known) or "none"}')
+        out.append(text)
+    if not out:
+        raise ValueError(f'{path}: no phrasing for task {task.name!r}')
+    return out
+
+
+def fill_instruction(template: str, task, seed: int) -> str:
+    """``template`` with the fields of episode ``seed``'s scene (e.g. ``{obj}`` -> 'red cube')."""
+    return template.format(**task.phrase_fields(task.sample(seed)))
+
+
 # the motor node's default ``waypoint_timeout`` (s): it acts on the last waypoints that long
 # after the tactical level stops publishing them (e.g. once the plan is complete)
 MOTOR_WAYPOINT_TIMEOUT = 0.5
@@ -163,9 +193,7 @@ def evaluate_hierarchy(args, sim=None, progress: bool = True) -> dict:
     joints = robot.joint_names
     phrasings: Optional[List[str]] = None
     if args.instructions:
-        phrasings = [t for k, t in read_instructions(args.instructions) if k == args.task]
-        if not phrasings:
-            raise ValueError(f'{args.instructions}: no phrasing for task {args.task!r}')
+        phrasings = instruction_templates(args.instructions, task)
     kin = robot.kinematics()
     strategic = StrategicPlanner.from_checkpoint()
     strategic.bounds = plan_bounds(kin.reach())  # as the planner node does
@@ -188,7 +216,8 @@ def evaluate_hierarchy(args, sim=None, progress: bool = True) -> dict:
                disable=not progress)
     for i in bar:
         seed = args.seed + i
-        text = phrasings[i % len(phrasings)] if phrasings else task.instruction(seed)
+        text = fill_instruction(phrasings[i % len(phrasings)], task, seed) if phrasings \
+            else task.instruction(seed)
         # fresh cores per episode, as a fresh graph's nodes (the graph's are reset between
         # episodes by a new plan stamp)
         tactical = TacticalCore(tactical_planner, kin, robot.n_joints, plan_timeout=0.0)

@@ -33,17 +33,13 @@ import numpy as np
 
 def evaluate_ros(args) -> dict:
     from hybrid_vla_ros.bringup.session import GraphSession
-    from hybrid_vla_ros.evaluation.hierarchy_eval import read_instructions
+    from hybrid_vla_ros.evaluation.hierarchy_eval import fill_instruction, instruction_templates
     from hybrid_vla_ros.evaluation.stats import success_summary
     from hybrid_vla_ros.robot import DEFAULT_ROBOT, load_robot
     from hybrid_vla_ros.sim.tasks import CONTROL_DT, get_task
 
     task = get_task(args.task)
-    phrasings = None
-    if args.instructions:
-        phrasings = [t for k, t in read_instructions(args.instructions) if k == args.task]
-        if not phrasings:
-            raise ValueError(f'{args.instructions}: no phrasing for task {args.task!r}')
+    phrasings = instruction_templates(args.instructions, task) if args.instructions else None
     overrides = graph_overrides(args)
     extra = getattr(args, 'ros_overrides', None) or {}
     for node, values in extra.items():
@@ -60,7 +56,8 @@ def evaluate_ros(args) -> dict:
         planner_before = dict(session.status_values.get('strategic_planner', {}))
         for i in range(args.episodes):
             seed = args.seed + i
-            text = phrasings[i % len(phrasings)] if phrasings else task.instruction(seed)
+            text = fill_instruction(phrasings[i % len(phrasings)], task, seed) if phrasings \
+                else task.instruction(seed)
             try:
                 r = session.run_episode(args.task, seed, text,
                                         timeout=task.max_steps * CONTROL_DT * 2 + 10)
