@@ -147,12 +147,14 @@ def expect_named(s, node, kind):
 
 def restart(s, node):
     started = time.monotonic()
-    s.procs.start_node(node)
-    if node in ('motor_policy', 'chunk_executor'):
-        s.wait(lambda: s.is_ready([node], since=started), 120, f'{node} ready again')
-    else:
-        s.wait(lambda: s.diagnostics_seen.get(node, (0, None))[1] is s.procs.procs[node], 120,
-               f'{node} reporting again')
+    # the restarted node loads its models: the others' diagnostics may lag meanwhile
+    with s.loading():
+        s.procs.start_node(node)
+        if node in ('motor_policy', 'chunk_executor'):
+            s.wait(lambda: s.is_ready([node], since=started), 120, f'{node} ready again')
+        else:
+            s.wait(lambda: s.diagnostics_seen.get(node, (0, None))[1] is s.procs.procs[node],
+                   120, f'{node} reporting again')
 
 
 # every input of the graph: (topic, type, QoS)

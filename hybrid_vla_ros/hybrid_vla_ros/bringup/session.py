@@ -14,6 +14,7 @@ it also ends a goal still running) and waits until the motor level has stopped a
 then resets the scene and the chunk executor: the previous episode's plan never drives the new
 scene, and each episode's goal is planned afresh even when it is the same sentence.
 """
+import contextlib
 import json
 import os
 import random
@@ -159,11 +160,28 @@ class GraphSession:
                   # built and spinning: its first /diagnostics (it has no ~/ready)
                   and 'tactical_planner' in self.status_values, timeout,
                   'the graph to come up')
+        self._resume_judging()
+        return self
+
+    def _resume_judging(self) -> None:
         now = time.monotonic()
         self.diagnostics_seen = {name: (now, proc)
                                  for name, (_, proc) in self.diagnostics_seen.items()}
         self._judging = True
-        return self
+
+    @contextlib.contextmanager
+    def loading(self):
+        """Within this block no node is judged hung, as while the graph starts: a node being
+        (re)started loads its models for seconds, and on a small machine that can hold the
+        other nodes' 1 Hz ``/diagnostics`` past ``hang_timeout``. Silence is counted again from
+        the end of the block."""
+        was = self._judging
+        self._judging = False
+        try:
+            yield self
+        finally:
+            if was:
+                self._resume_judging()
 
     def _on_ready(self, name: str):
         def cb(msg):
