@@ -59,6 +59,43 @@ class RosProbe:
         rclpy.try_shutdown(context=self.context)
 
 
+def executor_probe(name):
+    """A probe in the chunk executor's place of the graph: it records every arm and gripper
+    command (``.arm``, ``.grip``) and publishes ``action_chunk`` (``.chunks``) and
+    ``/joint_states`` (``.js``), playing the motor policy and the plant."""
+    import numpy as np
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Float64MultiArray
+
+    from hybrid_vla_msgs.msg import ActionChunk
+    from hybrid_vla_ros.nodes.qos import COMMAND, SENSOR
+    p = RosProbe(name)
+    p.arm, p.grip = [], []
+    every = QoSProfile(depth=5000, reliability=ReliabilityPolicy.RELIABLE)  # miss no command
+    p.node.create_subscription(Float64MultiArray, '/forward_position_controller/commands',
+                               lambda m: p.arm.append(np.array(m.data)), every)
+    p.node.create_subscription(Float64MultiArray, '/gripper_controller/commands',
+                               lambda m: p.grip.append(m.data[0]), every)
+    p.chunks = p.node.create_publisher(ActionChunk, 'action_chunk', COMMAND)
+    p.js = p.node.create_publisher(JointState, '/joint_states', SENSOR)
+    return p
+
+
+def publish_chunk(probe, joints, target, gripper, horizon=8):
+    """One chunk from ``probe`` (an :func:`executor_probe`): ``target`` held for ``horizon``
+    steps of 50 ms, the gripper at ``gripper``, stamped now."""
+    import numpy as np
+
+    from hybrid_vla_msgs.msg import ActionChunk
+    msg = ActionChunk(expert='test', joint_names=list(joints), horizon=horizon)
+    msg.header.stamp = probe.node.get_clock().now().to_msg()
+    msg.step.nanosec = 50_000_000
+    msg.positions = np.tile(target, (horizon, 1)).ravel().tolist()
+    msg.gripper = [float(gripper)] * horizon
+    probe.chunks.publish(msg)
+
+
 def start_node(module, *ros_args, log_path=None):
     """Start ``python -m module --ros-args ...`` as a child process (stdout/err to a file)."""
     out = open(log_path, 'w') if log_path else subprocess.DEVNULL

@@ -13,13 +13,9 @@ import tempfile
 from generated_arm import write_arm
 import numpy as np
 import pytest
-from rclpy.qos import QoSProfile, ReliabilityPolicy
-from ros_harness import RosProbe, start_node, stop_node
+from ros_harness import executor_probe, publish_chunk, start_node, stop_node
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Float64MultiArray
 
-from hybrid_vla_msgs.msg import ActionChunk
-from hybrid_vla_ros.nodes.qos import COMMAND, SENSOR
 from hybrid_vla_ros.robot import load_robot
 
 ROBOT = load_robot(write_arm(tempfile.mkdtemp(prefix='five_')))
@@ -47,15 +43,7 @@ def test_the_model_of_the_generated_arm(tmp_path):
 
 @pytest.fixture
 def probe():
-    p = RosProbe('any_arm_probe')
-    p.arm, p.grip = [], []
-    every = QoSProfile(depth=5000, reliability=ReliabilityPolicy.RELIABLE)
-    p.node.create_subscription(Float64MultiArray, '/forward_position_controller/commands',
-                               lambda m: p.arm.append(np.array(m.data)), every)
-    p.node.create_subscription(Float64MultiArray, '/gripper_controller/commands',
-                               lambda m: p.grip.append(m.data[0]), every)
-    p.chunks = p.node.create_publisher(ActionChunk, 'action_chunk', COMMAND)
-    p.js = p.node.create_publisher(JointState, '/joint_states', SENSOR)
+    p = executor_probe('any_arm_probe')
     yield p
     p.close()
 
@@ -78,12 +66,7 @@ def test_chunk_executor_commands_the_five_joints_of_any_arm_within_limits(probe,
             msg.header.stamp = probe.node.get_clock().now().to_msg()
             probe.js.publish(msg)
             if k % 5 == 0:
-                chunk = ActionChunk(expert='test', joint_names=JOINTS, horizon=8)
-                chunk.header.stamp = probe.node.get_clock().now().to_msg()
-                chunk.step.nanosec = 50_000_000
-                chunk.positions = np.tile(target, (8, 1)).ravel().tolist()
-                chunk.gripper = [1.0] * 8
-                probe.chunks.publish(chunk)
+                publish_chunk(probe, JOINTS, target, gripper=1.0)
             probe.spin_for(0.01)
         probe.spin_for(0.2)
     finally:

@@ -7,13 +7,9 @@ the executor's ``velocity_scale``) of the previous command.
 """
 import numpy as np
 import pytest
-from rclpy.qos import QoSProfile, ReliabilityPolicy
-from ros_harness import RosProbe, start_node, stop_node
+from ros_harness import executor_probe, publish_chunk, start_node, stop_node
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Float64MultiArray
 
-from hybrid_vla_msgs.msg import ActionChunk
-from hybrid_vla_ros.nodes.qos import COMMAND, SENSOR
 from hybrid_vla_ros.robot import load_robot
 
 ROBOT = load_robot()   # the default robot, what the node gets without parameters
@@ -27,15 +23,7 @@ MAX_DT = 2.0 / RATE  # the executor's longest velocity budget per command
 
 @pytest.fixture
 def probe(tmp_path):
-    p = RosProbe('safety_probe')
-    p.arm, p.grip = [], []
-    every = QoSProfile(depth=5000, reliability=ReliabilityPolicy.RELIABLE)  # miss no command
-    p.node.create_subscription(Float64MultiArray, '/forward_position_controller/commands',
-                               lambda m: p.arm.append(np.array(m.data)), every)
-    p.node.create_subscription(Float64MultiArray, '/gripper_controller/commands',
-                               lambda m: p.grip.append(m.data[0]), every)
-    p.chunks = p.node.create_publisher(ActionChunk, 'action_chunk', COMMAND)
-    p.js = p.node.create_publisher(JointState, '/joint_states', SENSOR)
+    p = executor_probe('safety_probe')
     p.log = tmp_path / 'exec.log'
     p.proc = start_node('hybrid_vla_ros.nodes.chunk_executor', '-p', f'rate:={RATE}',
                         '-p', f'velocity_scale:={SCALE}',
@@ -45,15 +33,6 @@ def probe(tmp_path):
     yield p
     p.close()
     assert stop_node(p.proc) == 0, p.log.read_text()
-
-
-def publish_chunk(p, target, gripper):
-    msg = ActionChunk(expert='test', joint_names=JOINTS, horizon=8)
-    msg.header.stamp = p.node.get_clock().now().to_msg()
-    msg.step.nanosec = 50_000_000
-    msg.positions = np.tile(target, (8, 1)).ravel().tolist()
-    msg.gripper = [gripper] * 8
-    p.chunks.publish(msg)
 
 
 def publish_state(p, q, finger):
@@ -67,7 +46,7 @@ def test_a_chunk_before_the_first_joint_state_commands_nothing(probe):
     target = np.clip(UPPER - 0.2, LOWER, UPPER)
     probe.wait_for(lambda: probe.chunks.get_subscription_count() > 0, 30, 'executor up')
     for _ in range(30):                        # 1.5 s of chunks, no joint state
-        publish_chunk(probe, target, gripper=1.0)
+        publish_chunk(probe, JOINTS, target, gripper=1.0)
         probe.spin_for(0.05)
     assert probe.arm == [] and probe.grip == [], 'commanded before any joint state'
     # the plant appears (gripper open) and follows the commands like mock_components;
@@ -76,7 +55,7 @@ def test_a_chunk_before_the_first_joint_state_commands_nothing(probe):
         publish_state(probe, probe.arm[-1] if probe.arm else q0,
                       probe.grip[-1] if probe.grip else OPEN)
         if k % 5 == 0:
-            publish_chunk(probe, target, gripper=1.0)
+            publish_chunk(probe, JOINTS, target, gripper=1.0)
         probe.spin_for(0.01)
     probe.spin_for(0.2)
     arm, grip = np.array(probe.arm), np.array(probe.grip)

@@ -167,10 +167,9 @@ def test_one_subgoal_type_and_numpy_rotations_match_the_simulator():
     is bit-identical to the simulator's (MuJoCo) one."""
     from hybrid_vla_ros import domain
     from hybrid_vla_ros.planning import skills, tactical_planner
-    from hybrid_vla_ros.sim import kinematics, scripted_expert, tasks
+    from hybrid_vla_ros.sim import kinematics, scripted_expert
     assert skills.SubGoal is scripted_expert.SubGoal is domain.SubGoal
     assert tactical_planner.Waypoint is scripted_expert.Waypoint is domain.Waypoint
-    assert tasks.EVAL_SEED_START == domain.EVAL_SEED_START and tasks.SKILLS is domain.SKILLS
     for yaw in np.random.default_rng(0).uniform(-4.0, 4.0, 500).tolist() + [0.0, math.pi]:
         assert np.array_equal(domain.down_quat(yaw), kinematics.down_quat(yaw)), yaw
     for q in np.random.default_rng(1).normal(size=(200, 4)):

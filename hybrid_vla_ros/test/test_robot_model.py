@@ -11,10 +11,10 @@ from generated_arm import write_arm
 import numpy as np
 import pytest
 
+from hybrid_vla_ros.domain.seeds import EVAL_SEED_START
 from hybrid_vla_ros.robot import load_robot
 from hybrid_vla_ros.robot_config import ConfigError, config_dir
 from hybrid_vla_ros.sim.kinematics import DOWN_QUAT_XYZW
-from hybrid_vla_ros.sim.tasks import EVAL_SEED_START
 from hybrid_vla_ros.sim.workspace import REFERENCE, workspace_of
 
 

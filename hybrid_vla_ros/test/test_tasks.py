@@ -10,6 +10,7 @@ os.environ.setdefault('MUJOCO_GL', 'egl')
 
 pytest.importorskip('mujoco')
 
+from hybrid_vla_ros.domain.vocabulary import SKILLS  # noqa: E402
 from hybrid_vla_ros.sim import tasks as T  # noqa: E402
 from hybrid_vla_ros.sim.arm_sim import ArmSim  # noqa: E402
 from hybrid_vla_ros.sim.rollout import rollout  # noqa: E402
@@ -27,11 +28,11 @@ def sim():
 
 def test_registry_and_skills():
     assert set(T.task_names()) == set(TASKS)
-    assert set(T.SKILLS) == {'move_above', 'descend', 'grasp', 'lift', 'place', 'release',
+    assert set(SKILLS) == {'move_above', 'descend', 'grasp', 'lift', 'place', 'release',
                              'retreat', 'touch', 'move_to'}
     for name in TASKS:
         t = T.get_task(name)
-        assert set(t.skills) <= set(T.SKILLS) and t.max_steps > 0
+        assert set(t.skills) <= set(SKILLS) and t.max_steps > 0
     with pytest.raises(KeyError):
         T.get_task('nope')
 
@@ -113,7 +114,7 @@ def test_plan_and_waypoints_structure(sim):
     assert [g.skill for g in goals] == ['move_above', 'descend', 'grasp', 'lift', 'move_above',
                                         'place', 'release', 'retreat']
     for g in goals:
-        assert g.skill in T.SKILLS and g.confidence == 1.0 and len(g.target_quat) == 4
+        assert g.skill in SKILLS and g.confidence == 1.0 and len(g.target_quat) == 4
     wps = waypoints(goals[0], task_state(sim))
     ts = [w.time_from_start for w in wps]
     assert ts == sorted(ts) and ts[0] > 0

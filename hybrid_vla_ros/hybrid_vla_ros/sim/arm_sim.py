@@ -21,24 +21,8 @@ os.environ.setdefault('MUJOCO_GL', 'egl')
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ..robot import DEFAULT_ROBOT, load_robot  # noqa: E402
-from .description import joint_limits  # noqa: E402
-from .kinematics import Kinematics, mat_to_quat, quat_wxyz_to_xyzw  # noqa: E402
-from .scene_builder import (  # noqa: E402, F401 (re-exported for the simulator's users)
-    ARM_BITS,
-    GRIP_FORCE,
-    GRIP_KP,
-    GRIP_KV,
-    PARK_Z,
-    WORLD_BITS,
-    build_scene,
-)
-from .scene_camera import SceneCamera  # noqa: E402
-from .scene_objects import (  # noqa: E402, F401 (re-exported for the simulator's users)
-    COLORS,
-    CUBE_HALF,
-    CYL_HALF,
-    CYL_RADIUS,
+from ..domain.vocabulary import (  # noqa: E402
+    COLOR_RGBA,
     OBJECT_HALF_HEIGHT,
     OBJECT_SHAPE,
     OBJECT_SLOTS,
@@ -46,6 +30,11 @@ from .scene_objects import (  # noqa: E402, F401 (re-exported for the simulator'
     PAD_HALF,
     PAD_SLOTS,
 )
+from ..robot import DEFAULT_ROBOT, load_robot  # noqa: E402
+from .description import joint_limits  # noqa: E402
+from .kinematics import Kinematics, mat_to_quat, quat_wxyz_to_xyzw  # noqa: E402
+from .scene_builder import PARK_Z, build_scene  # noqa: E402
+from .scene_camera import SceneCamera  # noqa: E402
 
 
 class ArmSim:
@@ -141,7 +130,7 @@ class ArmSim:
             a = self._obj_qadr[slot]
             d.qpos[a:a + 3] = pos
             d.qpos[a + 3:a + 7] = (np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2))
-            m.geom_rgba[self._obj_geom[slot]] = COLORS.get(color, (0.6, 0.6, 0.6, 1.0))
+            m.geom_rgba[self._obj_geom[slot]] = COLOR_RGBA.get(color, (0.6, 0.6, 0.6, 1.0))
         for slot in PAD_SLOTS:
             p = ep.pads.get(slot)
             mid = self._pad_mocap[slot]
@@ -149,7 +138,7 @@ class ArmSim:
                 d.mocap_pos[mid] = (0.0, 0.0, PARK_Z)
             else:
                 d.mocap_pos[mid] = (p['pos'][0], p['pos'][1], PAD_HALF[2])
-                m.geom_rgba[self._pad_geom[slot]] = COLORS[p['color']]
+                m.geom_rgba[self._pad_geom[slot]] = COLOR_RGBA[p['color']]
         d.mocap_pos[self._target_mocap] = ep.target if ep.target is not None else (0, 0, PARK_Z)
         if ep.obstacle is not None:
             d.mocap_pos[self._obstacle_mocap] = ep.obstacle['pos']

@@ -17,8 +17,7 @@ os.environ.setdefault('MUJOCO_GL', 'egl')
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ..robot_config import ConfigError  # noqa: E402
-from .scene_objects import (  # noqa: E402
+from ..domain.vocabulary import (  # noqa: E402
     CUBE_HALF,
     CYL_HALF,
     CYL_RADIUS,
@@ -28,6 +27,7 @@ from .scene_objects import (  # noqa: E402
     PAD_HALF,
     PAD_SLOTS,
 )
+from ..robot_config import ConfigError  # noqa: E402
 
 CAMERA_NAME = 'scene_cam'           # the fixed scene camera of the model
 PARK_Z = -2.0                       # mocap bodies not used by a task are parked below the table

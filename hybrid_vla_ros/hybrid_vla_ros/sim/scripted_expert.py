@@ -16,6 +16,7 @@ from ..domain.skill_rules import (  # noqa: F401 (HOVER, LIFT_Z, PLACE_DROP re-e
     HOVER,
     LIFT_Z,
     PLACE_DROP,
+    TCP_TO_FINGERTIP,
     place_position,
     stack_surface,
     step_target,
@@ -23,7 +24,7 @@ from ..domain.skill_rules import (  # noqa: F401 (HOVER, LIFT_Z, PLACE_DROP re-e
 from ..domain.types import SubGoal, Waypoint  # noqa: F401 (re-exported for the expert's users)
 from ..domain.vocabulary import OBJECT_HALF_HEIGHT
 from .kinematics import quat_to_mat, rotation_error, slerp
-from .tasks import CONTROL_DT, TCP_TO_FINGERTIP, get_task
+from .tasks import CONTROL_DT, get_task
 
 V_LIN = 0.25        # m/s   average-speed budget for Cartesian segments
 W_ANG = 1.0         # rad/s average angular speed budget

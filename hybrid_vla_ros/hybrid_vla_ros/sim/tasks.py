@@ -15,12 +15,16 @@ from functools import lru_cache
 
 import numpy as np
 
-# the vocabulary, pose conventions and seed split live in ``domain`` (re-exported here)
 from ..domain.rotations import down_quat
-from ..domain.seeds import EVAL_SEED_START  # noqa: F401
-from ..domain.skill_rules import TCP_TO_FINGERTIP, touch_position  # noqa: F401
-from ..domain.vocabulary import OBJECT_COLORS, SKILLS  # noqa: F401
-from .scene_objects import OBJECT_HALF_HEIGHT, OBJECT_SHAPE, OBJECT_SLOTS, OBSTACLE_HALF, PAD_SLOTS
+from ..domain.skill_rules import touch_position
+from ..domain.vocabulary import (
+    OBJECT_COLORS,
+    OBJECT_HALF_HEIGHT,
+    OBJECT_SHAPE,
+    OBJECT_SLOTS,
+    OBSTACLE_HALF,
+    PAD_SLOTS,
+)
 
 CONTROL_DT = 0.05  # s, 20 Hz control period of the motor level
 
