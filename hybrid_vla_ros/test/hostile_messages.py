@@ -6,7 +6,7 @@ absurd stamps. Fixed-size arrays keep their size (the type enforces it).
 """
 import math
 
-from hybrid_vla_ros.data.mcap_recorder import get_message
+from hybrid_vla_ros.data.ros_interfaces import get_message
 
 VARIANTS = ('nan', 'inf', 'empty', 'huge', 'names', 'text', 'stamps')
 FLOATS = {'float', 'double', 'float32', 'float64'}

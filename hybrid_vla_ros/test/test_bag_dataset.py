@@ -16,8 +16,9 @@ from std_msgs.msg import String
 from hybrid_vla_msgs.msg import ActionChunk
 from hybrid_vla_ros.bringup.graph import arm_graph, recorder_spec
 from hybrid_vla_ros.bringup.process_launcher import GraphProcesses
+from hybrid_vla_ros.data.bag_reader import read_bag
 from hybrid_vla_ros.data.dataset import Dataset
-from hybrid_vla_ros.data.mcap_recorder import McapRecorder, read_bag
+from hybrid_vla_ros.data.mcap_recorder import McapRecorder
 from hybrid_vla_ros.nodes.qos import COMMAND, SENSOR
 
 JOINTS = [f'joint_{i}' for i in range(1, 8)]

@@ -14,8 +14,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from hybrid_vla_ros.data.dataset import Dataset, DatasetError, DatasetWriter, vector_feature
+from hybrid_vla_ros.data.dataset import Dataset
 from hybrid_vla_ros.data.dataset_spec import load_dataset_spec
+from hybrid_vla_ros.data.dataset_writer import DatasetWriter
+from hybrid_vla_ros.data.lerobot_format import DatasetError, vector_feature
 
 
 def collect(out, *extra, **kw):
@@ -117,8 +119,9 @@ def test_sigint_leaves_a_consistent_dataset(tmp_path):
 _HARD_KILL = textwrap.dedent('''
     import os, sys
     import numpy as np
-    from hybrid_vla_ros.data import dataset
-    from hybrid_vla_ros.data.dataset import DatasetWriter, vector_feature
+    from hybrid_vla_ros.data import atomic_commit
+    from hybrid_vla_ros.data.dataset_writer import DatasetWriter
+    from hybrid_vla_ros.data.lerobot_format import vector_feature
     feats = {'observation.state': vector_feature(['a', 'b']),
              'action': vector_feature(['a', 'b'])}
     w = DatasetWriter(sys.argv[1], fps=10, robot_type='toy', features=feats)
@@ -126,13 +129,13 @@ _HARD_KILL = textwrap.dedent('''
             'action': np.ones((5, 2), np.float32)}
     w.add_episode(step, 'first')
     if sys.argv[2] == 'before-swap':   # the next version is built, not yet swapped in
-        dataset._swap_in = lambda staging, root: os._exit(9)
+        atomic_commit.swap_in = lambda staging, root: os._exit(9)
     else:                              # swapped in, the previous version not yet removed
-        real = dataset._swap_in
+        real = atomic_commit.swap_in
         def swap_then_die(staging, root):
             real(staging, root)
             os._exit(9)
-        dataset._swap_in = swap_then_die
+        atomic_commit.swap_in = swap_then_die
     w.add_episode(step, 'second')
 ''')
 
@@ -277,11 +280,11 @@ def test_image_features_of_lerobot_datasets_are_decoded(tmp_path):
 
 def test_full_files_roll_over_to_the_next_file(tmp_path, monkeypatch):
     """Past data_files_size_in_mb / video_files_size_in_mb a new file-NNN is started."""
-    from hybrid_vla_ros.data import dataset as dataset_module
-    from hybrid_vla_ros.data.dataset import video_feature
+    from hybrid_vla_ros.data import dataset_writer
+    from hybrid_vla_ros.data.lerobot_format import video_feature
 
-    monkeypatch.setattr(dataset_module, 'DATA_FILES_SIZE_MB', 1e-6)
-    monkeypatch.setattr(dataset_module, 'VIDEO_FILES_SIZE_MB', 1e-6)
+    monkeypatch.setattr(dataset_writer, 'DATA_FILES_SIZE_MB', 1e-6)
+    monkeypatch.setattr(dataset_writer, 'VIDEO_FILES_SIZE_MB', 1e-6)
     feats = {'observation.state': vector_feature(['a', 'b']),
              'observation.images.camera': video_feature(32, 32)}
     root = tmp_path / 'roll'
@@ -316,11 +319,11 @@ def test_without_rename_exchange_the_two_rename_commit_and_its_recovery_work(tmp
     """File systems without RENAME_EXCHANGE: two renames; a kill between them is undone."""
     import errno
 
-    from hybrid_vla_ros.data import dataset as dataset_module
+    from hybrid_vla_ros.data import atomic_commit
 
     def no_exchange(a, b):
         raise OSError(errno.EINVAL, 'not supported')
-    monkeypatch.setattr(dataset_module, '_exchange', no_exchange)
+    monkeypatch.setattr(atomic_commit, '_exchange', no_exchange)
     feats = {'observation.state': vector_feature(['a', 'b'])}
     root = tmp_path / 'fs'
     w = DatasetWriter(str(root), fps=10, robot_type='toy', features=feats)

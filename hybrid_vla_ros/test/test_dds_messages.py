@@ -22,7 +22,7 @@ from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.qos import DurabilityPolicy, ReliabilityPolicy  # noqa: E402
 
-from hybrid_vla_ros.data.mcap_recorder import read_bag  # noqa: E402
+from hybrid_vla_ros.data.bag_reader import read_bag  # noqa: E402
 from hybrid_vla_ros.nodes.topic_recorder import BagRecorderNode  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))

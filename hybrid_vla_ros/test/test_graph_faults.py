@@ -27,7 +27,7 @@ from ros_harness import graph_domain
 from std_msgs.msg import Float64MultiArray
 
 from hybrid_vla_ros.bringup.session import GraphSession
-from hybrid_vla_ros.data.mcap_recorder import get_message
+from hybrid_vla_ros.data.ros_interfaces import get_message
 from hybrid_vla_ros.nodes.qos import COMMAND, LATCHED, SENSOR
 from hybrid_vla_ros.sim.description import joint_limits, urdf_string
 

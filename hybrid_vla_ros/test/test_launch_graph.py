@@ -17,7 +17,7 @@ from hybrid_vla_ros.bringup.graph import (
     recorder_spec,
 )
 from hybrid_vla_ros.bringup.process_launcher import GraphProcesses, node_command
-from hybrid_vla_ros.data.mcap_recorder import read_bag
+from hybrid_vla_ros.data.bag_reader import read_bag
 
 LAUNCH_FILE = os.path.join(os.path.dirname(__file__), '..', 'launch', 'arm.launch.py')
 

@@ -13,13 +13,13 @@ pytest.importorskip('rclpy')
 
 from mcap.reader import make_reader  # noqa: E402
 
-from hybrid_vla_ros.data import mcap_recorder  # noqa: E402
-from hybrid_vla_ros.data.mcap_recorder import (  # noqa: E402
-    McapRecorder,
+from hybrid_vla_ros.data import bag_reader  # noqa: E402
+from hybrid_vla_ros.data.bag_reader import read_bag  # noqa: E402
+from hybrid_vla_ros.data.mcap_recorder import McapRecorder  # noqa: E402
+from hybrid_vla_ros.data.ros_interfaces import (  # noqa: E402
     get_message,
     message_definition,
     message_type_name,
-    read_bag,
 )
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -221,7 +221,7 @@ def test_killed_recording_reads_back(tmp_path, signum, complete):
         assert stamp == i + 1
         assert (topic, msg) == samples[i % len(samples)][:2]
     with open(path, 'rb') as stream:
-        assert mcap_recorder._is_complete(stream) is complete
+        assert bag_reader._is_complete(stream) is complete
     if complete:
         with open(path, 'rb') as stream:
             summary = make_reader(stream).get_summary()

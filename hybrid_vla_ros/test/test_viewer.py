@@ -19,8 +19,8 @@ from sensor_msgs.msg import CameraInfo, JointState
 from std_msgs.msg import String
 
 from hybrid_vla_msgs.msg import ActionChunk, SubGoal, SubGoalList, Waypoint, WaypointArray
-from hybrid_vla_ros.data.dataset import DatasetWriter
 from hybrid_vla_ros.data.dataset_spec import load_dataset_spec
+from hybrid_vla_ros.data.dataset_writer import DatasetWriter
 from hybrid_vla_ros.data.mcap_recorder import McapRecorder
 from hybrid_vla_ros.image_bridge import cv2_to_imgmsg
 from hybrid_vla_ros.viewer.view_command import rerun_binary
@@ -100,7 +100,7 @@ def test_a_bag_becomes_a_recording_with_every_level(bag, tmp_path):
 
 def test_a_dataset_becomes_a_recording_frame_by_frame(tmp_path):
     spec = load_dataset_spec('arm7')
-    from hybrid_vla_ros.data.dataset import vector_feature, video_feature
+    from hybrid_vla_ros.data.lerobot_format import vector_feature, video_feature
     feats = {'observation.state': vector_feature(spec.state_names),
              'action': vector_feature(spec.state_names),
              'observation.images.camera': video_feature(32, 32)}

@@ -31,7 +31,7 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-from hybrid_vla_ros.data.dataset import DatasetError, vector_feature, video_feature
+from hybrid_vla_ros.data.lerobot_format import DatasetError, vector_feature, video_feature
 
 STATUS_TOPIC = 'ground_truth/task_status'  # the sim's evaluation topic (optional)
 
@@ -117,7 +117,7 @@ class BagConverter:
     # ------------------------------------------------------------------ reading
     def read(self, path: str) -> Dict[str, Stream]:
         """The streams of one bag, decoded; a clear error when needed topics are missing."""
-        from hybrid_vla_ros.data.mcap_recorder import read_bag
+        from hybrid_vla_ros.data.bag_reader import read_bag
         t = self.topics
         wanted = {t['joint_states'], t['action_chunk'], t['command'], t['gripper_command'],
                   t['instruction'], t['subgoals'], self.status_topic}
@@ -316,7 +316,7 @@ def bags_to_dataset(bags: Sequence[str], out: str, spec, *, robot=None, images: 
     number of episodes written."""
     import os
 
-    from hybrid_vla_ros.data.dataset import DatasetWriter
+    from hybrid_vla_ros.data.dataset_writer import DatasetWriter
     conv = BagConverter(spec, robot=robot, images=images, action_source=action_source,
                         namespace=namespace, task=task)
     for b in bags:

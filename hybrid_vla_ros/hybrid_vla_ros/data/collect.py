@@ -7,7 +7,7 @@ where it stopped: the seeds already stored are skipped); ``--task`` takes a comm
 list, cycled over the runs. Runs execute in ``--workers`` processes, each with its own MuJoCo
 sim, and are stored in run order whatever the number of workers (failed runs are dropped unless
 ``--keep-failed``). Every stored episode is one atomic commit (see
-:mod:`hybrid_vla_ros.data.dataset`): Ctrl-C or a kill keeps every finished episode.
+:mod:`hybrid_vla_ros.data.atomic_commit`): Ctrl-C or a kill keeps every finished episode.
 """
 import argparse
 import multiprocessing as mp
@@ -16,7 +16,8 @@ import time
 from tqdm import tqdm
 
 from hybrid_vla_ros.cli import add_robot_argument
-from hybrid_vla_ros.data.dataset import DatasetWriter, demonstration_features, episode_arrays
+from hybrid_vla_ros.data.dataset_writer import DatasetWriter
+from hybrid_vla_ros.data.demonstration import demonstration_features, episode_arrays
 
 _SIM = None
 

@@ -19,7 +19,7 @@ from typing import Optional
 
 import numpy as np
 
-from hybrid_vla_ros.data.dataset import episode_arrays
+from hybrid_vla_ros.data.demonstration import episode_arrays
 
 
 def settle_label(kin, q, target_pos, target_quat) -> np.ndarray:

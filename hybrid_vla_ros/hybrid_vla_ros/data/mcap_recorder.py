@@ -1,16 +1,19 @@
-"""ROS 2 MCAP bags written and read without rosbag2 or a running node.
+"""ROS 2 MCAP bags written without rosbag2 or a running node.
 
 The files follow rosbag2's MCAP storage conventions, so ``ros2 bag info/play``, Foxglove and
 ``mcap_ros2`` read them: profile ``ros2``, one schema per message type named ``pkg/msg/Type``
 with encoding ``ros2msg`` whose text is the ``.msg`` file followed by every dependency's
 definition (``====`` separator line, ``MSG: pkg/Type``, recursively), channels with
-``cdr`` payloads serialized by ``rclpy.serialization.serialize_message``.
+``cdr`` payloads serialized by ``rclpy.serialization.serialize_message`` (the schema text is
+:func:`~hybrid_vla_ros.data.ros_interfaces.message_definition`). The bags are read back by
+:mod:`hybrid_vla_ros.data.bag_reader`.
 
 Robustness:
 
 - Chunks are flushed to the OS at least every ``flush_period_s`` seconds (``0`` = after every
-  message), so a killed process leaves a file whose complete chunks :func:`read_bag` still reads
-  (it falls back to a linear scan that stops at the first truncated record).
+  message), so a killed process leaves a file whose complete chunks
+  :func:`~hybrid_vla_ros.data.bag_reader.read_bag` still reads (it falls back to a linear scan
+  that stops at the first truncated record).
 - With ``handle_signals=True`` (default, main thread only) SIGINT and SIGTERM finish every open
   recorder (summary + footer, a valid file for any MCAP reader) and the signal is then delivered
   again to the handler that was installed before (``KeyboardInterrupt`` for SIGINT, termination
@@ -23,171 +26,25 @@ Example::
 
     with McapRecorder('/tmp/run.mcap') as bag:
         bag.write('/subgoals', subgoal_list)              # stamp = time.time_ns()
-    for topic, msg, stamp_ns in read_bag('/tmp/run.mcap'):
+    for topic, msg, stamp_ns in read_bag('/tmp/run.mcap'):  # data/bag_reader.py
         ...
 """
 import atexit
-import functools
-import importlib
 import os
 import signal
-import struct
-import sys
 import threading
 import time
-from typing import NamedTuple
 import weakref
 
-from mcap.exceptions import McapError
-from mcap.reader import make_reader
-from mcap.records import Channel, Message, Schema
-from mcap.stream_reader import StreamReader
 from mcap.writer import CompressionType, Writer
 
-__all__ = [
-    'BagMessage',
-    'McapRecorder',
-    'find_interface_file',
-    'get_message',
-    'message_definition',
-    'message_type_name',
-    'read_bag',
-]
+from hybrid_vla_ros.data.ros_interfaces import (
+    message_definition,
+    message_type_name,
+    split_type_name,
+)
 
-MCAP_MAGIC = b'\x89MCAP0\r\n'
-SEPARATOR = '=' * 80
-_PRIMITIVES = frozenset((
-    'bool', 'byte', 'char', 'float32', 'float64', 'int8', 'uint8', 'int16', 'uint16', 'int32',
-    'uint32', 'int64', 'uint64', 'string', 'wstring',
-))
-
-
-# --------------------------------------------------------------------------- message types
-
-def message_type_name(msg_or_cls):
-    """``'pkg/msg/Type'`` of a generated message instance or class."""
-    cls = msg_or_cls if isinstance(msg_or_cls, type) else type(msg_or_cls)
-    parts = cls.__module__.split('.')
-    if len(parts) < 2 or not hasattr(cls, '_TYPE_SUPPORT'):
-        raise TypeError(f'{cls.__module__}.{cls.__name__} is not a generated ROS 2 message')
-    return f'{parts[0]}/{parts[1]}/{cls.__name__}'
-
-
-def _split_type(type_name):
-    parts = type_name.strip('/').split('/')
-    if len(parts) == 2:
-        return parts[0], 'msg', parts[1]
-    if len(parts) == 3:
-        return parts[0], parts[1], parts[2]
-    raise ValueError(f'invalid ROS type name {type_name!r}: expected pkg/msg/Type or pkg/Type')
-
-
-@functools.lru_cache(maxsize=None)
-def get_message(type_name):
-    """Message class for ``'pkg/msg/Type'`` (or ``'pkg/Type'``).
-
-    Uses ``rosidl_runtime_py.utilities.get_message`` when installed (a ROS install), else
-    imports ``pkg.msg`` (the pip wheels ship no rosidl_runtime_py).
-    """
-    pkg, kind, name = _split_type(type_name)
-    try:
-        from rosidl_runtime_py.utilities import get_message as _ros_get_message
-    except ImportError:
-        _ros_get_message = None
-    if _ros_get_message is not None:
-        try:
-            return _ros_get_message(f'{pkg}/{kind}/{name}')
-        except (AttributeError, ModuleNotFoundError, ValueError):
-            pass
-    try:
-        return getattr(importlib.import_module(f'{pkg}.{kind}'), name)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f'message type {type_name!r} is not importable: {exc}') from exc
-
-
-# ----------------------------------------------------------------------- schema definitions
-
-def _prefixes(pkg):
-    """Install prefixes to search for ``share/<pkg>``: the ament index first (the one lookup of
-    :mod:`hybrid_vla_ros.resources`), then this venv (message packages installed by pip)."""
-    from hybrid_vla_ros.resources import ament_prefixes
-    seen = ament_prefixes(pkg)
-    for prefix in (sys.prefix, sys.base_prefix):
-        if prefix not in seen:
-            seen.append(prefix)
-    try:  # the prefix the package's Python module lives in (<prefix>/lib/pythonX.Y/site-packages)
-        module = importlib.import_module(pkg)
-        path = os.path.dirname(os.path.abspath(module.__file__))
-        prefix = os.path.abspath(os.path.join(path, '..', '..', '..', '..'))
-        if prefix not in seen:
-            seen.append(prefix)
-    except (ImportError, TypeError):
-        pass
-    return seen
-
-
-@functools.lru_cache(maxsize=None)
-def find_interface_file(type_name, ext='msg'):
-    """Path of ``share/<pkg>/<kind>/<Type>.<ext>`` (ament index lookup, venv fallback)."""
-    pkg, kind, name = _split_type(type_name)
-    tried = []
-    for prefix in _prefixes(pkg):
-        path = os.path.join(prefix, 'share', pkg, kind, f'{name}.{ext}')
-        if os.path.isfile(path):
-            return path
-        tried.append(path)
-    raise FileNotFoundError(f'no {ext} definition for {type_name!r}; tried: {", ".join(tried)}')
-
-
-def _field_types(text, pkg):
-    """Non-primitive field types (``pkg/Type``) of a .msg text, in order of appearance."""
-    types = []
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith('#'):
-            continue
-        field_type = line.split()[0]
-        base = field_type.split('[', 1)[0].split('<=', 1)[0]
-        if base in _PRIMITIVES:
-            continue
-        parts = base.split('/')
-        if len(parts) == 1:
-            dep = 'std_msgs/Header' if base == 'Header' else f'{pkg}/{base}'
-        elif len(parts) == 2:
-            dep = base
-        else:
-            dep = f'{parts[0]}/{parts[-1]}'
-        if dep not in types:
-            types.append(dep)
-    return types
-
-
-def _read_msg(type_name):
-    with open(find_interface_file(type_name), encoding='utf-8') as stream:
-        return stream.read().rstrip()
-
-
-@functools.lru_cache(maxsize=None)
-def message_definition(type_name):
-    """rosbag2-style ``ros2msg`` schema text: the type's .msg then all dependencies.
-
-    Each dependency (recursively, each once) follows a line of 80 ``=`` and ``MSG: pkg/Type``.
-    """
-    pkg, _, name = _split_type(type_name)
-    root = f'{pkg}/{name}'
-    text = _read_msg(root)
-    parts = [text]
-    done = {root}
-    stack = list(reversed(_field_types(text, pkg)))
-    while stack:  # depth-first pre-order
-        dep = stack.pop()
-        if dep in done:
-            continue
-        done.add(dep)
-        dep_text = _read_msg(dep)
-        parts.append(f'{SEPARATOR}\nMSG: {dep}\n{dep_text}')
-        stack.extend(reversed(_field_types(dep_text, dep.split('/')[0])))
-    return '\n'.join(parts) + '\n'
+__all__ = ['McapRecorder']
 
 
 # --------------------------------------------------------------------------------- signals
@@ -327,7 +184,7 @@ class McapRecorder:
         ``qos_profiles`` is rosbag2's ``offered_qos_profiles`` YAML (optional).
         """
         type_name = msg_type if isinstance(msg_type, str) else message_type_name(msg_type)
-        pkg, kind, name = _split_type(type_name)
+        pkg, kind, name = split_type_name(type_name)
         type_name = f'{pkg}/{kind}/{name}'
         self._enter()
         try:
@@ -436,73 +293,3 @@ class McapRecorder:
     def __repr__(self):
         state = 'closed' if self._closed else 'open'
         return f'McapRecorder({self.path!r}, {state}, {self.message_count} messages)'
-
-
-# ---------------------------------------------------------------------------------- reader
-
-class BagMessage(NamedTuple):
-    topic: str
-    msg: object
-    stamp_ns: int
-
-
-def _is_complete(stream):
-    stream.seek(0, os.SEEK_END)
-    if stream.tell() < 2 * len(MCAP_MAGIC):
-        return False
-    stream.seek(-len(MCAP_MAGIC), os.SEEK_END)
-    complete = stream.read(len(MCAP_MAGIC)) == MCAP_MAGIC
-    stream.seek(0)
-    return complete
-
-
-def _scan_truncated(stream):
-    """Linear scan of a file with no footer (killed writer): stops at the first bad record."""
-    schemas, channels = {}, {}
-    records = StreamReader(stream).records
-    while True:
-        try:
-            record = next(records)
-        except StopIteration:
-            return
-        except (McapError, struct.error, EOFError, ValueError):
-            return  # truncated tail: everything before it has been yielded
-        if isinstance(record, Schema):
-            schemas[record.id] = record
-        elif isinstance(record, Channel):
-            channels[record.id] = record
-        elif isinstance(record, Message) and record.channel_id in channels:
-            channel = channels[record.channel_id]
-            yield schemas.get(channel.schema_id), channel, record
-
-
-def read_bag(path, topics=None):
-    """Yield :class:`BagMessage` ``(topic, msg, stamp_ns)`` from a ROS 2 MCAP file.
-
-    A finished file is read through its index in log-time order; a file without footer (the
-    writer was killed, or is still writing) is scanned linearly up to its last complete record.
-    ``topics`` (a str or an iterable) restricts the topics. Messages are deserialized with
-    ``rclpy.serialization.deserialize_message`` into the classes named by the schemas.
-    """
-    from rclpy.serialization import deserialize_message
-
-    if isinstance(topics, str):
-        topics = [topics]
-    wanted = None if topics is None else set(topics)
-    classes = {}
-    with open(os.fspath(path), 'rb') as stream:
-        if _is_complete(stream):
-            items = make_reader(stream).iter_messages(topics=topics, log_time_order=True)
-        else:
-            items = _scan_truncated(stream)
-        for schema, channel, message in items:
-            if wanted is not None and channel.topic not in wanted:
-                continue
-            if channel.message_encoding != 'cdr' or schema is None:
-                raise ValueError(f'topic {channel.topic!r}: not a ROS 2 CDR channel '
-                                 f'(encoding {channel.message_encoding!r})')
-            cls = classes.get(schema.name)
-            if cls is None:
-                cls = classes[schema.name] = get_message(schema.name)
-            yield BagMessage(channel.topic, deserialize_message(message.data, cls),
-                             message.log_time)

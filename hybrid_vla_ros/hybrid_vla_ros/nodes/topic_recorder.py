@@ -14,7 +14,8 @@ import functools
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from hybrid_vla_ros.data.mcap_recorder import McapRecorder, get_message, message_type_name
+from hybrid_vla_ros.data.mcap_recorder import McapRecorder
+from hybrid_vla_ros.data.ros_interfaces import get_message, message_type_name
 
 __all__ = ['BagRecorderNode', 'adapted_qos', 'main']
 

@@ -13,7 +13,8 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from hybrid_vla_ros.data.dataset import Dataset, DatasetError
+from hybrid_vla_ros.data.dataset import Dataset
+from hybrid_vla_ros.data.lerobot_format import DatasetError
 from hybrid_vla_ros.motor.features import goal_features
 from hybrid_vla_ros.robot import DEFAULT_ROBOT
 

@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def log_bag(logger, path: str, since: float = 0.0, until: Optional[float] = None) -> int:
     """Every message of ``path`` the logger shows (from ``since`` to ``until`` s after the
     bag's start); returns how many were logged."""
-    from hybrid_vla_ros.data.mcap_recorder import read_bag
+    from hybrid_vla_ros.data.bag_reader import read_bag
     n, first = 0, None
     for m in read_bag(path):
         first = m.stamp_ns if first is None else first
