@@ -8,7 +8,10 @@ diffusion) against the traced graph without the CPU kernel and against the same 
 eagerly, in alternating blocks in one process, so a load change hits all alike. Prints a
 markdown table (p50 / p99 ms over ``--iters`` calls after a warm-up) and a JSON line.
 
-    python hybrid_vla_ros/bench/bench_motor_act.py [--iters 400] [--threads 1]
+    python hybrid_vla_ros/bench/bench_motor_act.py [--iters 400] [--threads 1] [--bins 256]
+
+``--bins N`` times coarse_to_fine from its ``coarse_to_fine_bN`` checkpoint (the exercise-1
+precision models) instead of the default one.
 """
 import argparse
 import json
@@ -47,11 +50,14 @@ def main(argv=None) -> int:
     ap.add_argument('--robot', default=DEFAULT_ROBOT, metavar='NAME|PATH.yaml')
     ap.add_argument('--checkpoints', default=None,
                     help='motor checkpoints of that robot (default: the shipped ones)')
+    ap.add_argument('--bins', type=int, default=None,
+                    help='coarse_to_fine from coarse_to_fine_b<BINS> (e.g. 256)')
     args = ap.parse_args(argv)
     joints = load_robot(args.robot).joint_names
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    paths = {e: motor_checkpoint(e, root=args.checkpoints, robot=args.robot) for e in EXPERTS}
+    paths = {e: motor_checkpoint(e, bins=args.bins if e == 'coarse_to_fine' else None,
+                                 root=args.checkpoints, robot=args.robot) for e in EXPERTS}
     policies = {mode: MotorPolicy.from_checkpoints(paths, joint_names=joints, capture=capture)
                 for mode, capture in (('captured', 'whole'), ('traced', 'whole'),
                                       ('eager', None))}
@@ -69,8 +75,9 @@ def main(argv=None) -> int:
                     t0 = time.perf_counter()
                     policy.act(e, s, wp, pos, quat)
                     times[e, mode].append((time.perf_counter() - t0) * 1e3)
+    suffix = f'; coarse_to_fine: {paths["coarse_to_fine"]}' if args.bins else ''
     print(f'torch {torch.__version__}, {args.threads} thread(s), {args.iters} calls per cell, '
-          'MotorPolicy.act on the shipped checkpoints (ms)')
+          f'MotorPolicy.act on the shipped checkpoints (ms){suffix}')
     print('| expert | captured p50 / p99 | traced graph only p50 / p99 | eager p50 / p99 | '
           'traced / captured | eager / captured (p50) |')
     print('|---|---:|---:|---:|---:|---:|')

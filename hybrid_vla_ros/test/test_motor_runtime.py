@@ -261,9 +261,14 @@ def test_the_ensemble_ages_chunks_by_their_time_and_a_new_subgoal_forgets_them()
     assert core.ensemble.history == []
 
 
-def test_mu_law_coarse_to_fine_captured_path_matches_eager():
+@pytest.mark.parametrize('kind', ['coarse_to_fine', 'token'])
+def test_mu_law_captured_paths_match_eager(kind):
+    """The CPU kernel (batch <= 8) and the traced fused graph (larger batches) expand the
+    mu-law like ``ActionNormalizer.unnormalize``: equal to eager within 1e-5, coarse and
+    refined, and a NaN observation is an error naming its key, never a NaN chunk."""
+    from hybrid_vla_ros.models.host_kernel import HostCoarseToFine
     torch.manual_seed(0)
-    e = build_expert('coarse_to_fine', horizon=4, n_bins=32, mu_law=255.0,
+    e = build_expert(kind, horizon=4, n_bins=32, mu_law=255.0,
                      encoder={'state_dim': 8, 'goal_dim': GOAL_DIM_LOG, 'd_model': 32,
                               'hidden_dim': 32})
     state = torch.randn(64, 8)
@@ -272,19 +277,30 @@ def test_mu_law_coarse_to_fine_captured_path_matches_eager():
     e.fit_normalization({'state': state, 'goal': torch.randn(64, GOAL_DIM_LOG),
                          'action': action})
     e.eval()
-    obs = {'state': state[:3], 'goal': torch.randn(3, GOAL_DIM_LOG)}
-    noise = torch.randn(3, 32)
-    e.set_capture(None)
-    eager = e.sample(obs, noise=noise)
-    e.set_capture('whole')
-    assert torch.allclose(e.sample(obs, noise=noise), eager, atol=1e-5)
-    # the traced graph (no host kernel for mu-law) keeps the NaN contract: an error naming
-    # the observation key, never a NaN chunk
-    for key in obs:
-        bad = dict(obs, **{key: obs[key].clone()})
-        bad[key][1, 2] = float('nan')
-        with pytest.raises(ValueError, match=f"'{key}' contains NaN/Inf"):
-            e.sample(bad, noise=noise)
+    for b in (1, 3, 16):
+        obs = {'state': torch.randn(b, 8), 'goal': torch.randn(b, GOAL_DIM_LOG)}
+        e.set_capture(None)
+        if kind == 'token':
+            eager = e.sample(obs)
+            e.set_capture('whole')
+            assert torch.allclose(e.sample(obs), eager, atol=1e-5), b
+        else:
+            noise = torch.randn(b, 32)
+            eager, eager_coarse = e.sample(obs, noise=noise, return_coarse=True)
+            e.set_capture('whole')
+            got, got_coarse = e.sample(obs, noise=noise, return_coarse=True)
+            assert torch.allclose(got, eager, atol=1e-5), b
+            assert torch.allclose(got_coarse, eager_coarse, atol=1e-5), b
+            assert not torch.allclose(got, got_coarse, atol=1e-4), 'the refiner moved it'
+        runner = next(iter(e._whole.values()))[1]
+        if b <= 8:
+            kernel = runner if kind == 'coarse_to_fine' else runner.kernel
+            assert isinstance(kernel, HostCoarseToFine) and kernel.mu == 255.0
+        for key in obs:
+            bad = dict(obs, **{key: obs[key].clone()})
+            bad[key][b // 2, 2] = float('nan')
+            with pytest.raises(ValueError, match=f"'{key}' contains NaN/Inf"):
+                e.sample(bad) if kind == 'token' else e.sample(bad, noise=noise)
 
 
 def test_refiner_temperature_zero_starts_at_the_coarse_chunk():

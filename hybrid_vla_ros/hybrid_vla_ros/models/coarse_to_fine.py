@@ -67,7 +67,7 @@ class CoarseToFine(ActionExpert):
         return SamplerLoop(self.refiner, 'euler', steps)
 
     def whole_graph_module(self, keys: List[str], steps: int) -> nn.Module:
-        if steps == 0 or self.config.mu_law:  # the hand-fused graph un-normalises affinely
+        if steps == 0:
             return super().whole_graph_module(keys, steps)
         return FusedCoarseToFine(self, steps)
 
@@ -174,7 +174,8 @@ class FusedCoarseToFine(FusedTokenChunk):
     weights; the cond and time contributions of the refiner's first layer are computed once;
     each step is one matmul for (first layer | skip), the hidden layers and one fused output
     matmul; the output bias accumulated over the steps is a constant added once;
-    un-normalisation (and delta -> absolute) is two fused multiply-adds. Weights are copied at
+    un-normalisation (and delta -> absolute) is two fused multiply-adds (with ``mu_law``, the
+    mu-law expansion of the normalised refined chunk, ``absolute``). Weights are copied at
     construction (a snapshot, like every captured path). ``host_kernel()`` is the same maths as
     a numpy/BLAS CPU kernel (``captured.HostCoarseToFine``), which ``set_capture('whole')``
     uses on CPU.
@@ -224,6 +225,7 @@ class FusedCoarseToFine(FusedTokenChunk):
             self.res_scale = self.centres_abs_scale * expert.bin  # residual (bins) -> units
             self.off_refined = self.off_coarse + self.res_scale * c
             self.x_bias = c  # constant part of the last x (HostCoarseToFine folds it)
+            self.bin = expert.bin  # residual (bins) -> normalised units (mu-law path)
         self.steps = steps
 
     def host_kernel(self) -> HostCoarseToFine:
@@ -245,6 +247,10 @@ class FusedCoarseToFine(FusedTokenChunk):
             for w, b in self.hidden_w:
                 h = F.silu(torch.addmm(b, h, w))
             x = torch.addmm(y[:, n_hidden:], h, self.out_w)
+        if self.mu:  # un-normalise through the mu-law: from the normalised refined chunk
+            refined = self.absolute(coarse + self.bin * (x + self.x_bias), base)
+            chunk = (self.horizon, self.action_dim)
+            return refined.unflatten(1, chunk), self.absolute(coarse, base).unflatten(1, chunk)
         coarse_abs = torch.addcmul(base + self.off_coarse, coarse, self.centres_abs_scale)
         refined = torch.addcmul(torch.addcmul(base + self.off_refined, coarse,
                                               self.centres_abs_scale), x, self.res_scale)

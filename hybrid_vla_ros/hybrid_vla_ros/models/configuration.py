@@ -191,7 +191,8 @@ class CoarseToFineConfig(ExpertConfig):
                            action_dim=self.action_dim, delta_actions=self.delta_actions,
                            delta_dims=self.delta_dims, bin_margin=self.bin_margin,
                            n_bins=self.n_bins, trunk_layers=self.trunk_layers,
-                           label_smoothing=self.label_smoothing, decode='argmax')
+                           label_smoothing=self.label_smoothing, mu_law=self.mu_law,
+                           decode='argmax')
 
 
 @dataclass(frozen=True)

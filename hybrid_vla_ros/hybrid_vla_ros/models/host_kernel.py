@@ -190,6 +190,14 @@ class HostCoarseToFine:
             q[nx:nx + self.n_state, :nx] = f.sel
             q[-1, :nx] = f.off_coarse
             self.q_w = _blas_rows(q)
+            # mu-law: the delta dims are expanded from the normalised chunk after the matmuls
+            self.mu = float(getattr(f, 'mu', 0.0))
+            if self.mu:
+                self.mu_cols = np.flatnonzero(f.mu_mask.cpu().numpy())
+                self.mu_state = f.sel.argmax(0).cpu().numpy()[self.mu_cols]  # state index
+                self.mu_log = float(f.mu_log)
+                self.mu_scale = f.mu_scale.cpu().numpy()[self.mu_cols].astype(np.float32)
+                self.bin = float(f.bin) if self.steps else 0.0
             if self.steps:
                 self._build_steps(f)
         self._buffers: Dict[int, _HostBuffers] = {}
@@ -286,6 +294,8 @@ class HostCoarseToFine:
         buf.q_state[...] = tensors[0].numpy()
         r = mm(buf.q, self.q_w)  # fresh: (absolute coarse chunk, cond's coarse term)
         if not self.steps:  # the token pass alone
+            if self.mu:
+                self._expand(buf.q_coarse[:, self.mu_cols], buf.q_state, r)
             if not math.isfinite(mm(buf.flat(r), buf.ones, out=buf.total)[0, 0]):
                 raise NonFiniteOutputError('the kernel produced NaN/Inf')
             coarse = torch.from_numpy(r.reshape(buf.shape))
@@ -312,12 +322,26 @@ class HostCoarseToFine:
                 mm(final_in, self.out_w, out=buf.x_next[k])
         refined = mm(final_in, self.out_w_last)  # fresh
         np.add(refined, r[:, :nx], out=refined)
+        if self.mu:  # the delta dims from the normalised chunks: coarse + bin * last x
+            y = buf.q_coarse[:, self.mu_cols]
+            x_last = mm(final_in, self.out_w)  # fresh
+            self._expand(y + self.bin * x_last[:, self.mu_cols], buf.q_state, refined)
+            self._expand(y, buf.q_state, r)
         # NaN/Inf anywhere in the chunk makes its sum non-finite (a BLAS product with a ones
         # column: the matmul code is warm here, unlike a cold reduction after the call).
         if not math.isfinite(mm(buf.flat(refined), buf.ones, out=buf.total)[0, 0]):
             raise NonFiniteOutputError('the kernel produced NaN/Inf')
         return (torch.from_numpy(refined.reshape(buf.shape)),
                 torch.from_numpy(r[:, :nx].reshape(buf.shape)))
+
+    def _expand(self, y: np.ndarray, state: np.ndarray, out: np.ndarray) -> None:
+        """``out``'s delta columns = state + the mu-law expansion of the normalised ``y``
+        (the inverse of ``ActionNormalizer.normalize`` on the delta dims)."""
+        e = np.expm1(np.abs(y) * self.mu_log)
+        e *= np.sign(y)
+        e *= self.mu_scale
+        e += state[:, self.mu_state]
+        out[:, self.mu_cols] = e
 
 
 # In-place SiLU without F.silu's Python-level dispatch (a fallback if the binding moves).

@@ -5,6 +5,7 @@ cross-entropy against the binned target chunk. Bins are uniform over each (step,
 normalised range [-1, 1], so in original units a bin is ``(high - low) / n_bins`` wide.
 """
 import copy
+import math
 from typing import List, Optional, Tuple
 
 import torch
@@ -91,7 +92,7 @@ class TokenHead(ActionExpert):
             raise self.non_finite_error(obs) from None
 
     def whole_graph_module(self, keys: List[str], steps: int) -> nn.Module:
-        if self.config.decode != 'argmax' or self.config.mu_law:  # FusedToken: argmax, affine
+        if self.config.decode != 'argmax':  # FusedToken decodes by argmax
             return super().whole_graph_module(keys, steps)
         return FusedToken(self)
 
@@ -108,7 +109,9 @@ class FusedTokenChunk(nn.Module):
 
     The observation standardisation is folded into the encoder's first layer; un-normalisation
     (and delta -> absolute) is ``base + off + centres[tokens] * scale`` with ``base = state @
-    sel``. Weights are copied at construction (a snapshot, like every captured path).
+    sel``; with ``mu_law`` the delta dims expand instead (``absolute``: base + sign(y)
+    expm1(|y| log(1 + mu)) S / mu, the inverse of ``ActionNormalizer.normalize``). Weights are
+    copied at construction (a snapshot, like every captured path).
     """
 
     steps = 0  # refinement steps after the token pass (FusedCoarseToFine sets K)
@@ -139,7 +142,23 @@ class FusedTokenChunk(nn.Module):
             self.centres_abs_scale = sc.clone()
             self.off_coarse = an.low.flatten() + sc
             self.centres = token.centres.clone()
+            self.mu = float(an.mu)
+            if self.mu:  # the delta dims of every step, expanded by the mu-law
+                mask = torch.zeros(cfg.horizon, cfg.action_dim, dtype=torch.bool,
+                                   device=sc.device)
+                mask[:, :an.delta_dims] = True
+                self.mu_mask = mask.flatten()
+                self.mu_log = math.log1p(self.mu)
+                self.mu_scale = (an.symmetric_scale() / self.mu).flatten()
         self.horizon, self.action_dim = cfg.horizon, cfg.action_dim
+
+    def absolute(self, y: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+        """Normalised chunk (B, X) -> absolute (B, X), ``base`` = state @ sel."""
+        lin = torch.addcmul(base + self.off_coarse, y, self.centres_abs_scale)
+        if not self.mu:
+            return lin
+        expanded = base + torch.sign(y) * torch.expm1(y.abs() * self.mu_log) * self.mu_scale
+        return torch.where(self.mu_mask, expanded, lin)
 
     def token_pass(self, tensors: Tuple[torch.Tensor, ...]):
         """(obs tensors..., noise) -> (raw obs, features, normalised coarse (B, X), base)."""
@@ -164,8 +183,7 @@ class FusedToken(FusedTokenChunk):
         # argmax hides a NaN/Inf observation (its tokens are finite): carry the features'
         # non-finiteness into the chunk, so the finiteness check on the output sees it
         base = base + 0.0 * feat.sum(1, keepdim=True)
-        chunk = torch.addcmul(base + self.off_coarse, coarse, self.centres_abs_scale)
-        return chunk.unflatten(1, (self.horizon, self.action_dim))
+        return self.absolute(coarse, base).unflatten(1, (self.horizon, self.action_dim))
 
 
 class _CoarseOnly:
