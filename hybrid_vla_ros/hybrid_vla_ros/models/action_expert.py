@@ -247,3 +247,24 @@ class _InferenceGraph(nn.Module):
         noise = tensors[-1]
         return self.expert.infer(obs, noise if self.expert.name != 'token' else None,
                                  self.steps)
+
+
+class LoopExpert(ActionExpert):
+    """An expert whose chunk is K steps of its sampler loop from noise, conditioned on the
+    encoder features (``flow``: Euler steps of the velocity field; ``diffusion``: DDIM)."""
+
+    @torch.no_grad()
+    def sample(self, obs: Batch, steps: Optional[int] = None, noise: Optional[torch.Tensor] = None,
+               generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Observation -> absolute chunk (B, H, D) by K loop steps from ``noise`` (B, H*D;
+        default: fresh N(0, 1) from ``generator``), which fixes the start point."""
+        b = self.check_obs(obs)
+        cfg = self.config
+        noise = self._noise((b, cfg.chunk_size), obs['state'], noise, generator)
+        return self._run_inference(obs, noise, steps or cfg.steps)
+
+    def infer(self, obs: Batch, noise: Optional[torch.Tensor], steps: int) -> torch.Tensor:
+        cfg = self.config
+        x = self.run_loop(steps, noise, self.encoder(obs))
+        return self.action_norm.unnormalize(x.view(-1, cfg.horizon, cfg.action_dim),
+                                            obs['state'])

@@ -4,12 +4,11 @@ Represents multimodal chunk distributions (two ways around an obstacle) instead 
 them, which is what a regression or a token-expectation head would do.
 """
 import math
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
 
-from .action_expert import ActionExpert, Batch
+from .action_expert import Batch, LoopExpert
 from .captured import SamplerLoop
 from .configuration import DiffusionConfig
 from .observation_encoder import ConditionalChunkMLP
@@ -26,7 +25,7 @@ def make_betas(schedule: str, n: int) -> torch.Tensor:
     return (1 - f[1:] / f[:-1]).clamp(max=0.999)
 
 
-class DiffusionHead(ActionExpert):
+class DiffusionHead(LoopExpert):
     """Multimodal chunk head; the chunk lives in [-1, 1] so DDIM can clip its x0 estimate."""
 
     name = 'diffusion'
@@ -55,18 +54,3 @@ class DiffusionHead(ActionExpert):
         eps = torch.randn_like(x0)
         xt = ab.sqrt() * x0 + (1 - ab).sqrt() * eps
         return F.mse_loss(self.net(xt, t.float() / n_train, cond), eps)
-
-    @torch.no_grad()
-    def sample(self, obs: Batch, steps: Optional[int] = None, noise: Optional[torch.Tensor] = None,
-               generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        """Observation -> absolute chunk (B, H, D) by K DDIM steps from ``noise`` (B, H*D)."""
-        b = self.check_obs(obs)
-        cfg = self.config
-        noise = self._noise((b, cfg.chunk_size), obs['state'], noise, generator)
-        return self._run_inference(obs, noise, steps or cfg.steps)
-
-    def infer(self, obs: Batch, noise: Optional[torch.Tensor], steps: int) -> torch.Tensor:
-        cfg = self.config
-        x = self.run_loop(steps, noise, self.encoder(obs))
-        return self.action_norm.unnormalize(x.view(-1, cfg.horizon, cfg.action_dim),
-                                            obs['state'])

@@ -3,18 +3,17 @@
 Straight interpolants x_t = (1 - t) x0 + t x1 (x0 ~ N(0, I), x1 = normalised target chunk) and
 velocity regression onto x1 - x0; sampling integrates K Euler or midpoint steps from t = 0 to 1.
 """
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
 
-from .action_expert import ActionExpert, Batch
+from .action_expert import Batch, LoopExpert
 from .captured import SamplerLoop
 from .configuration import FlowConfig
 from .observation_encoder import ConditionalChunkMLP
 
 
-class FlowHead(ActionExpert):
+class FlowHead(LoopExpert):
     """Smooth continuous chunks (dexterous, precise); K network evaluations per sample."""
 
     name = 'flow'
@@ -37,18 +36,3 @@ class FlowHead(ActionExpert):
         t = torch.rand(x1.shape[0], device=x1.device)
         xt = (1 - t[:, None]) * x0 + t[:, None] * x1
         return F.mse_loss(self.net(xt, t, cond), x1 - x0)
-
-    @torch.no_grad()
-    def sample(self, obs: Batch, steps: Optional[int] = None, noise: Optional[torch.Tensor] = None,
-               generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        """Observation -> absolute chunk (B, H, D); ``noise`` (B, H*D) fixes the start point."""
-        b = self.check_obs(obs)
-        cfg = self.config
-        noise = self._noise((b, cfg.chunk_size), obs['state'], noise, generator)
-        return self._run_inference(obs, noise, steps or cfg.steps)
-
-    def infer(self, obs: Batch, noise: Optional[torch.Tensor], steps: int) -> torch.Tensor:
-        cfg = self.config
-        x = self.run_loop(steps, noise, self.encoder(obs))
-        return self.action_norm.unnormalize(x.view(-1, cfg.horizon, cfg.action_dim),
-                                            obs['state'])
