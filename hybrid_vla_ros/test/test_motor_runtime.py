@@ -340,6 +340,29 @@ def test_eval_ros_ensemble_becomes_the_motor_node_parameter(monkeypatch, capsys)
     assert seen['motor_policy'] == {'rate': 25, 'ensemble': 4}
 
 
+def test_eval_hang_timeout_reaches_the_graph_session_and_needs_ros(monkeypatch, capsys):
+    from hybrid_vla_ros.bringup import session
+    from hybrid_vla_ros.cli import main
+    seen = {}
+
+    class StopError(Exception):
+        pass
+
+    def fake_session(**kwargs):
+        seen.update(kwargs)
+        raise StopError
+    monkeypatch.setattr(session, 'GraphSession', fake_session)
+    for flags, want in (([], 10.0), (['--hang-timeout', '60'], 60.0),
+                        (['--hang-timeout', '0'], 0.0)):
+        with pytest.raises(StopError):
+            main(['eval', '--ros', '--task', 'reach', '--episodes', '1', *flags])
+        assert seen['hang_timeout'] == want
+    for flags in (['--hang-timeout', '5'], ['--ros', '--hang-timeout', '-1']):
+        with pytest.raises(SystemExit) as e:
+            main(['eval', '--task', 'reach', '--episodes', '1', *flags])
+        assert e.value.code == 2 and '--hang-timeout' in capsys.readouterr().err
+
+
 def test_eval_ros_passes_robot_expert_and_checkpoints_to_the_graph(tmp_path):
     import argparse
 

@@ -63,6 +63,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--ros-set', action='append', default=[], metavar='NODE:PARAM=VALUE',
                         help='with --ros: override a node parameter of the graph, e.g. '
                              'motor_policy:realtime_priority=0 (repeatable)')
+    parser.add_argument('--hang-timeout', type=float, default=None, metavar='S',
+                        help='with --ros: a node whose /diagnostics stop for S s is judged '
+                             'hung and ends the run (default 10; 0: never judged; a node '
+                             'that exits always ends it). Raise it on an overloaded machine, '
+                             'where the niced planners can starve for seconds')
     parser.set_defaults(_eval_parser=parser)
 
 
@@ -87,6 +92,10 @@ def check_args(args) -> None:
             error('--expert scripted runs in the ROS-free loop, not with --ros')
     elif args.ros_set:
         error('--ros-set needs --ros')
+    elif getattr(args, 'hang_timeout', None) is not None:
+        error('--hang-timeout needs --ros')
+    if getattr(args, 'hang_timeout', None) is not None and args.hang_timeout < 0:
+        error('--hang-timeout must be >= 0')
     levels = args.levels or 1
     if args.expert == 'scripted' and levels != 1:
         error('--expert scripted follows the privileged plan: --levels 1 only')

@@ -50,7 +50,9 @@ def evaluate_ros(args) -> dict:
     t_start = time.monotonic()
     robot = load_robot(getattr(args, 'robot', None) or DEFAULT_ROBOT)
     check_graph_checkpoints(robot, args.expert, getattr(args, 'checkpoints', None))
+    hang = getattr(args, 'hang_timeout', None)
     with GraphSession(robot=robot.config_file, overrides=overrides, log_dir=log_dir,
+                      hang_timeout=10.0 if hang is None else hang,
                       on_event=lambda m: print(m, flush=True)) as session:
         before = session.rate_snapshot()
         planner_before = dict(session.status_values.get('strategic_planner', {}))
