@@ -2,6 +2,7 @@
 import pytest
 
 from hybrid_vla_ros.evaluation.stats import (
+    episode_errors,
     format_rate,
     intervals_overlap,
     success_summary,
@@ -24,6 +25,7 @@ def test_success_summary_and_overlap():
     assert format_rate(s) == '96% (48/50, CI 87-99%)'
     assert intervals_overlap([0.1, 0.5], [0.4, 0.9]) and not intervals_overlap([0.1, 0.3],
                                                                                 [0.4, 0.9])
+    assert episode_errors([0.123456, float('nan'), 3]) == [0.1235, None, 3.0]
 
 
 def test_instruction_templates_are_filled_from_each_scene(tmp_path):

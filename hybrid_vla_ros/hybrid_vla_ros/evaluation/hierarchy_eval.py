@@ -174,7 +174,7 @@ def run_episode(sim, task, seed, instruction, strategic, tactical, motor, router
 def evaluate_hierarchy(args, sim=None, progress: bool = True) -> dict:
     from tqdm import tqdm
 
-    from hybrid_vla_ros.evaluation.stats import success_summary
+    from hybrid_vla_ros.evaluation.stats import episode_errors, success_summary
     from hybrid_vla_ros.execution.chunk_stream import EXECUTOR_DEFAULTS, executor_stream
     from hybrid_vla_ros.hierarchy.router_core import RouterCore
     from hybrid_vla_ros.hierarchy.tactical_core import TacticalCore
@@ -235,6 +235,7 @@ def evaluate_hierarchy(args, sim=None, progress: bool = True) -> dict:
             'robot': robot.name,
             'seed': args.seed, **success_summary([r['success'] for r in rows]),
             'median_error_mm': float(np.median(e)), 'p95_error_mm': float(np.percentile(e, 95)),
+            'errors_mm': episode_errors(e),
             'subgoal_exact_match': float(np.mean([r['exact_match'] for r in rows])),
             'planning_errors': int(sum(r['planning_error'] is not None for r in rows)),
             'replans': int(sum(r['replans'] for r in rows)),

@@ -8,7 +8,7 @@ from typing import Optional
 
 import numpy as np
 
-from hybrid_vla_ros.evaluation.stats import success_summary
+from hybrid_vla_ros.evaluation.stats import episode_errors, success_summary
 from hybrid_vla_ros.motor.driver import PolicyDriver
 from hybrid_vla_ros.motor.policy import MotorPolicy, motor_checkpoint
 
@@ -80,6 +80,7 @@ def evaluate_motor(task: str, expert: str, episodes: int, seed: int, *, bins=Non
     out = {'task': task, 'expert': expert, 'robot': robot.name, 'episodes': episodes,
            'seed': seed, 'levels': 1, **success_summary(successes),
            'median_error_mm': float(np.median(e)), 'p95_error_mm': float(np.percentile(e, 95)),
+           'errors_mm': episode_errors(e),
            'mean_error_mm': float(np.mean(e)),
            'inference_ms_p50': float(np.median(lat)) if lat else None,
            'inference_ms_p99': float(np.percentile(lat, 99)) if lat else None,

@@ -34,7 +34,7 @@ import numpy as np
 def evaluate_ros(args) -> dict:
     from hybrid_vla_ros.bringup.session import GraphSession
     from hybrid_vla_ros.evaluation.hierarchy_eval import fill_instruction, instruction_templates
-    from hybrid_vla_ros.evaluation.stats import success_summary
+    from hybrid_vla_ros.evaluation.stats import episode_errors, success_summary
     from hybrid_vla_ros.robot import DEFAULT_ROBOT, load_robot
     from hybrid_vla_ros.sim.tasks import CONTROL_DT, get_task
 
@@ -84,7 +84,7 @@ def evaluate_ros(args) -> dict:
             'ros': True,
             'seed': args.seed, **success_summary([r['success'] for r in rows]),
             'median_error_mm': float(np.nanmedian(e)),
-            'p95_error_mm': float(np.nanpercentile(e, 95)),
+            'p95_error_mm': float(np.nanpercentile(e, 95)), 'errors_mm': episode_errors(e),
             'episodes_without_plan': sum(bool(r.get('no_plan')) for r in rows),
             'subgoals_completed': float(np.mean([r['subgoals_done'] / max(1, r['subgoals'])
                                                  for r in rows])),

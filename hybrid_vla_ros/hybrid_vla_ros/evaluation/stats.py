@@ -22,6 +22,12 @@ def success_summary(outcomes: Sequence[bool]) -> dict:
             'success_ci': wilson_interval(k, n)}
 
 
+def episode_errors(errors_mm) -> list:
+    """Every episode's final error (mm, in episode order; None where there was none), the
+    ``errors_mm`` of an eval JSON, for distributions and plots."""
+    return [round(float(x), 4) if math.isfinite(float(x)) else None for x in errors_mm]
+
+
 def intervals_overlap(a, b) -> bool:
     """Whether two intervals [lo, hi] overlap (a difference the intervals do not support)."""
     return not (a[1] < b[0] or b[1] < a[0])
