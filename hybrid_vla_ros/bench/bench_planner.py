@@ -8,11 +8,9 @@ Measures each frozen backbone (uncached and cached), each trained head, a whole
 tactical 5 Hz) with margin: the p99 must stay under half the period. Prints a table and, as the
 last line, one JSON object.
 
-``--closed-loop N`` also runs levels 3+2 closed loop in the sim for N scenes per task: the
-strategic planner (re-planned before every sub-goal, RGB + depth), the tactical planner's
-waypoints (obstacle from the planner's grounding), and the scripted expert's IK/min-jerk
-joint trajectories as the motor level (not the
-learned motor experts), reporting success rate and median task error per task.
+The planners in closed loop (with the learned motor level and the executor, through the same
+cores as the nodes) are ``hybrid-vla eval --levels 3`` (``--held-out`` for phrasings never
+trained on); this bench times the levels alone.
 
 ``--vlm DIR`` also times the optional Hugging Face VLM backend (``HFVLMBackend``) from a local
 folder: load time and whole ``plan()`` calls (greedy, ``--vlm-max-new-tokens`` cap; a refused
@@ -53,64 +51,6 @@ def _time(fn, repeats: int, warmup: int = 3) -> dict:
     return _stats(out)
 
 
-def closed_loop(sp, tp, tasks, episodes: int, held_out: bool, seed0: int = 500_000,
-                robot=None) -> dict:
-    """Levels 3+2 in the sim with the scripted expert's motor layer (see module docstring)."""
-    import numpy as np
-
-    from hybrid_vla_ros.planning.skills import PlanningError
-    from hybrid_vla_ros.sim.arm_sim import ArmSim
-    from hybrid_vla_ros.sim.scripted_expert import joint_trajectory
-    from hybrid_vla_ros.sim.tasks import CONTROL_DT, get_task
-    sim = ArmSim(robot=robot or DEFAULT_ROBOT)
-    n_sub = int(round(CONTROL_DT / sim.timestep))
-    out = {}
-    for name in tasks:
-        task = get_task(name)
-        succ, errs, refusals = [], [], 0
-        for seed in range(seed0, seed0 + episodes):
-            sim.reset(task, seed)
-            instr = task.instruction(seed, held_out=held_out)
-            hold_q, hold_g, idx, plan = sim.joint_targets(), sim.gripper_command(), 0, None
-            while True:
-                try:   # re-plan before each sub-goal: keep finished ones, take fresh targets
-                    new = sp.plan(instr, sim.render(), sim.camera_info(),
-                                  depth=sim.render_depth())
-                    if plan is None:
-                        plan = new
-                    elif len(new.subgoals) == len(plan.subgoals):
-                        plan.subgoals[idx] = new.subgoals[idx]
-                except PlanningError:
-                    if plan is None:
-                        refusals += 1
-                        break
-                if idx >= len(plan.subgoals):
-                    break
-                sg = plan.subgoals[idx].to_expert()
-                p_cmd, q_cmd = sim.kin.fk(hold_q)
-                # the obstacle as the strategic level grounded it (not the ground truth)
-                obs = {'tool_pos': p_cmd, 'tool_quat': q_cmd, 'gripper_command': hold_g,
-                       'obstacle': plan.scene.get('obstacle')}
-                wps = tp.waypoints(sg, obs)
-                Q, G, _ = joint_trajectory(wps, hold_q, sim.kin, p_cmd, q_cmd, hold_g,
-                                           CONTROL_DT, sim.vel_limits, q_rest=sim.home_q)
-                for q, g in list(zip(Q, G)) + [(Q[-1], G[-1])] * 5:
-                    sim.set_joint_targets(q)
-                    sim.set_gripper(g)
-                    sim.step(n_sub)
-                hold_q, hold_g = Q[-1].copy(), float(G[-1])
-                if plan is not None and idx >= len(plan.subgoals) - 1:
-                    break
-                idx += 1
-            succ.append(bool(task.success(sim)))
-            errs.append(float(task.error_mm(sim)))
-        out[name] = {'success_rate': float(np.mean(succ)),
-                     'median_error_mm': float(np.median(errs)), 'refusals': refusals,
-                     'episodes': episodes}
-    sim.close()
-    return out
-
-
 def main(argv=None) -> int:
     here = Path(__file__).resolve().parents[1]
     sys.path.insert(0, str(here))
@@ -120,10 +60,6 @@ def main(argv=None) -> int:
     ap.add_argument('--robot', default=DEFAULT_ROBOT, metavar='NAME|PATH.yaml')
     ap.add_argument('--repeats', type=int, default=30)
     ap.add_argument('--json', type=Path, default=None)
-    ap.add_argument('--closed-loop', type=int, default=0, metavar='N',
-                    help='also run levels 3+2 closed loop on N scenes per task')
-    ap.add_argument('--held-out', action='store_true',
-                    help='closed loop with held-out phrasings')
     ap.add_argument('--vlm', type=Path, default=None, metavar='DIR',
                     help='also time the HF VLM backend loaded from this local folder')
     ap.add_argument('--vlm-max-new-tokens', type=int, default=256)
@@ -230,14 +166,6 @@ def main(argv=None) -> int:
     for name, v in res.items():
         if isinstance(v, dict):
             print(f'{name:34s} {v["p50_ms"]:9.2f} {v["p90_ms"]:9.2f} {v["p99_ms"]:9.2f}')
-    if args.closed_loop:
-        res['closed_loop'] = closed_loop(planner, tactical, ('reach', 'pick_place', 'detour',
-                                                             'stack', 'multimodal'),
-                                         args.closed_loop, args.held_out, robot=robot)
-        res['closed_loop_held_out_phrasings'] = args.held_out
-        for name, v in res['closed_loop'].items():
-            print(f'closed loop {name:12s} success {v["success_rate"]:.2f}  median error '
-                  f'{v["median_error_mm"]:.1f} mm  refusals {v["refusals"]}/{v["episodes"]}')
     line = json.dumps(res)
     if args.json:
         args.json.write_text(line + '\n')

@@ -363,6 +363,27 @@ def test_eval_hang_timeout_reaches_the_graph_session_and_needs_ros(monkeypatch, 
         assert e.value.code == 2 and '--hang-timeout' in capsys.readouterr().err
 
 
+def test_eval_held_out_draws_the_phrasings_never_trained_on(capsys):
+    import json
+
+    from hybrid_vla_ros.cli import main
+    from hybrid_vla_ros.domain.seeds import EVAL_SEED_START
+    from hybrid_vla_ros.sim.tasks import get_task
+    assert main(['eval', '--task', 'reach', '--levels', '3', '--episodes', '1',
+                 '--held-out']) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out['instructions'] == 'held-out phrasings' and out['episodes'] == 1
+    task = get_task('reach')
+    assert task.instruction(EVAL_SEED_START, held_out=True) in \
+        task.all_instructions(EVAL_SEED_START, held_out=True)
+    assert main(['eval', '--task', 'reach', '--episodes', '1', '--held-out']) == 2
+    assert '--held-out' in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(['eval', '--task', 'reach', '--levels', '3', '--episodes', '1', '--held-out',
+              '--instructions', 'x.txt'])
+    assert e.value.code == 2
+
+
 def test_eval_ros_passes_robot_expert_and_checkpoints_to_the_graph(tmp_path):
     import argparse
 

@@ -8,8 +8,9 @@
 ``--robot NAME|PATH.yaml`` picks the arm (sim, checkpoints checked against its joints);
 ``--expert scripted`` runs the scripted expert through the same loop and summary (a reference
 for a new arm). ``--ros`` applies ``--robot``, ``--expert``, ``--checkpoints``, ``--task``,
-``--episodes``, ``--seed``, ``--instructions``, ``--ensemble`` (the motor node's ``ensemble``
-parameter) and ``--ros-set``, and refuses the sim-only flags.
+``--episodes``, ``--seed``, ``--instructions``, ``--held-out``, ``--ensemble`` (the motor
+node's ``ensemble`` parameter), ``--hang-timeout`` and ``--ros-set``, and refuses the sim-only
+flags.
 """
 import argparse
 import json
@@ -55,6 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='file of task<TAB>phrasing lines to draw instructions from; a '
                              "phrasing may name the task's scene fields ({obj}, {pad}, {a}, "
                              '{b}), filled from each episode')
+    parser.add_argument('--held-out', action='store_true',
+                        help="instructions from the task's held-out phrasings (never in the "
+                             "planner's training data) instead of its training phrasings")
     parser.add_argument('--checkpoints', default=None,
                         help='folder of motor checkpoints (<expert>/, router/); with --ros the '
                              "motor node's checkpoint_dir (default: the shipped ones)")
@@ -92,7 +96,9 @@ def check_args(args) -> None:
             error('--expert scripted runs in the ROS-free loop, not with --ros')
     elif args.ros_set:
         error('--ros-set needs --ros')
-    elif getattr(args, 'hang_timeout', None) is not None:
+    if args.instructions and args.held_out:
+        error('--instructions and --held-out: give one of them')
+    if getattr(args, 'hang_timeout', None) is not None and not args.ros:
         error('--hang-timeout needs --ros')
     if getattr(args, 'hang_timeout', None) is not None and args.hang_timeout < 0:
         error('--hang-timeout must be >= 0')
@@ -118,8 +124,9 @@ def run(args) -> int:
             args.ros_overrides.setdefault('motor_policy', {})['ensemble'] = args.ensemble
         result = evaluate_ros(args)
     elif args.levels == 1:
-        if args.instructions:
-            raise ValueError('--instructions needs --levels 2 or 3 (a planner reads them)')
+        if args.instructions or args.held_out:
+            raise ValueError('--instructions and --held-out need --levels 2 or 3 or --ros '
+                             '(a planner reads them)')
         from hybrid_vla_ros.evaluation.motor_eval import evaluate_motor
         result = evaluate_motor(args.task, args.expert, args.episodes, args.seed,
                                 bins=args.bins, refine_steps=args.refine_steps,

@@ -217,7 +217,7 @@ def evaluate_hierarchy(args, sim=None, progress: bool = True) -> dict:
     for i in bar:
         seed = args.seed + i
         text = fill_instruction(phrasings[i % len(phrasings)], task, seed) if phrasings \
-            else task.instruction(seed)
+            else task.instruction(seed, held_out=getattr(args, 'held_out', False))
         # fresh cores per episode, as a fresh graph's nodes (the graph's are reset between
         # episodes by a new plan stamp)
         tactical = TacticalCore(tactical_planner, kin, robot.n_joints, plan_timeout=0.0)
@@ -240,4 +240,6 @@ def evaluate_hierarchy(args, sim=None, progress: bool = True) -> dict:
             'planning_errors': int(sum(r['planning_error'] is not None for r in rows)),
             'replans': int(sum(r['replans'] for r in rows)),
             'plan_ms_p50': float(np.median(plan_ms)) if plan_ms else None,
-            'instructions': args.instructions or 'built-in templates'}
+            'instructions': args.instructions or ('held-out phrasings'
+                                                  if getattr(args, 'held_out', False)
+                                                  else 'built-in templates')}

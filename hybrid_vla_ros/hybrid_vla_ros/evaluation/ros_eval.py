@@ -59,7 +59,7 @@ def evaluate_ros(args) -> dict:
         for i in range(args.episodes):
             seed = args.seed + i
             text = fill_instruction(phrasings[i % len(phrasings)], task, seed) if phrasings \
-                else task.instruction(seed)
+                else task.instruction(seed, held_out=getattr(args, 'held_out', False))
             try:
                 r = session.run_episode(args.task, seed, text,
                                         timeout=task.max_steps * CONTROL_DT * 2 + 10)
