@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 from hybrid_vla_ros.domain.seeds import EVAL_SEED_START
-from hybrid_vla_ros.evaluation.stats import wilson_interval  # noqa: E402
+from hybrid_vla_ros.evaluation.stats import format_rate  # noqa: E402
 from hybrid_vla_ros.robot import DEFAULT_ROBOT  # noqa: E402
 
 
@@ -135,13 +135,11 @@ def main():
     checks['restarts_from_measured'] = restarts
     checks['steps_above_budget_beyond_restarts'] = max(
         0, checks['steps_above_velocity_budget'] - restarts)
-    k = round(result['success_rate'] * result['episodes'])
-    lo, hi = wilson_interval(k, result['episodes'])
-    result.update({'hogs': a.hogs, 'success': f'{k}/{result["episodes"]}',
-                   'success_ci': [round(lo, 3), round(hi, 3)], 'commands': checks,
+    # success, its episode count and interval come with the evaluation's summary
+    result.update({'hogs': a.hogs, 'commands': checks,
                    'executor_counters': monitor.executor_values})
-    print(f"{a.hogs} CPU hogs, {a.task}: success {k}/{result['episodes']} "
-          f"(95% CI {lo:.2f}-{hi:.2f}), load {result['loadavg_1min']}")
+    print(f"{a.hogs} CPU hogs, {a.task}: success {format_rate(result)}, "
+          f"load {result['loadavg_1min']}")
     for level, r in result['rates'].items():
         print(f'  {level}: {r}')
     print(f"  js->chunk {result['latency_ms']}, obs->command {result['obs_to_command_ms']}")

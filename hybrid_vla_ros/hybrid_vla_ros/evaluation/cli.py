@@ -98,9 +98,9 @@ def check_args(args) -> None:
         error('--ros-set needs --ros')
     if args.instructions and args.held_out:
         error('--instructions and --held-out: give one of them')
-    if getattr(args, 'hang_timeout', None) is not None and not args.ros:
+    if args.hang_timeout is not None and not args.ros:
         error('--hang-timeout needs --ros')
-    if getattr(args, 'hang_timeout', None) is not None and args.hang_timeout < 0:
+    if args.hang_timeout is not None and args.hang_timeout < 0:
         error('--hang-timeout must be >= 0')
     levels = args.levels or 1
     if args.expert == 'scripted' and levels != 1:

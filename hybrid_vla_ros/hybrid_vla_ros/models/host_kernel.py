@@ -195,8 +195,9 @@ class HostCoarseToFine:
             if self.mu:
                 self.mu_cols = np.flatnonzero(f.mu_mask.cpu().numpy())
                 self.mu_state = f.sel.argmax(0).cpu().numpy()[self.mu_cols]  # state index
-                self.mu_log = float(f.mu_log)
-                self.mu_scale = f.mu_scale.cpu().numpy()[self.mu_cols].astype(np.float32)
+                self.mu_log = math.log1p(self.mu)
+                self.mu_scale = (f.mu_scale.cpu().numpy()[self.mu_cols] / self.mu).astype(
+                    np.float32)
                 self.bin = float(f.bin) if self.steps else 0.0
             if self.steps:
                 self._build_steps(f)

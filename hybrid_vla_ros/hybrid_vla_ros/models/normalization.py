@@ -48,6 +48,12 @@ class ObservationNormalizer(nn.Module):
         return torch.cat(parts, dim=-1)
 
 
+def mu_law_expand(y: torch.Tensor, mu: float) -> torch.Tensor:
+    """The inverse of the mu-law companding: y in [-1, 1] -> x in [-1, 1] (units of the range's
+    largest |value|)."""
+    return torch.sign(y) * torch.expm1(y.abs() * math.log1p(mu)) / mu
+
+
 class ActionNormalizer(nn.Module):
     """Absolute action chunk (B, H, D) <-> normalised chunk in [-1, 1] per (step, dim)."""
 
@@ -104,7 +110,6 @@ class ActionNormalizer(nn.Module):
         rel = (x + 1) / 2 * (self.high - self.low) + self.low
         if self.mu:
             n = self.delta_dims
-            y = x[..., :n]
-            u = torch.sign(y) * torch.expm1(y.abs() * math.log1p(self.mu)) / self.mu
+            u = mu_law_expand(x[..., :n], self.mu)
             rel = torch.cat([u * self.symmetric_scale()[:, :n], rel[..., n:]], dim=-1)
         return self.absolute(rel, state)

@@ -5,7 +5,6 @@ cross-entropy against the binned target chunk. Bins are uniform over each (step,
 normalised range [-1, 1], so in original units a bin is ``(high - low) / n_bins`` wide.
 """
 import copy
-import math
 from typing import List, Optional, Tuple
 
 import torch
@@ -15,6 +14,7 @@ import torch.nn.functional as F
 from .action_expert import ActionExpert, Batch
 from .captured import HostCoarseToFine, NonFiniteOutputError
 from .configuration import TokenConfig
+from .normalization import mu_law_expand
 
 
 class TokenHead(ActionExpert):
@@ -109,8 +109,8 @@ class FusedTokenChunk(nn.Module):
 
     The observation standardisation is folded into the encoder's first layer; un-normalisation
     (and delta -> absolute) is ``base + off + centres[tokens] * scale`` with ``base = state @
-    sel``; with ``mu_law`` the delta dims expand instead (``absolute``: base + sign(y)
-    expm1(|y| log(1 + mu)) S / mu, the inverse of ``ActionNormalizer.normalize``). Weights are
+    sel``; with ``mu_law`` the delta dims expand instead (``absolute``: base +
+    ``mu_law_expand(y) * S``, as ``ActionNormalizer.unnormalize``). Weights are
     copied at construction (a snapshot, like every captured path).
     """
 
@@ -148,8 +148,7 @@ class FusedTokenChunk(nn.Module):
                                    device=sc.device)
                 mask[:, :an.delta_dims] = True
                 self.mu_mask = mask.flatten()
-                self.mu_log = math.log1p(self.mu)
-                self.mu_scale = (an.symmetric_scale() / self.mu).flatten()
+                self.mu_scale = an.symmetric_scale().flatten()
         self.horizon, self.action_dim = cfg.horizon, cfg.action_dim
 
     def absolute(self, y: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
@@ -157,7 +156,7 @@ class FusedTokenChunk(nn.Module):
         lin = torch.addcmul(base + self.off_coarse, y, self.centres_abs_scale)
         if not self.mu:
             return lin
-        expanded = base + torch.sign(y) * torch.expm1(y.abs() * self.mu_log) * self.mu_scale
+        expanded = torch.addcmul(base, mu_law_expand(y, self.mu), self.mu_scale)
         return torch.where(self.mu_mask, expanded, lin)
 
     def token_pass(self, tensors: Tuple[torch.Tensor, ...]):
