@@ -319,7 +319,7 @@ def test_refiner_temperature_zero_starts_at_the_coarse_chunk():
 
 
 @pytest.mark.parametrize('flags', [['--bins', '64'], ['--refine-steps', '2'],
-                                   ['--temperature', '0.5'], ['--exec-steps', '2'],
+                                   ['--exec-steps', '2'],
                                    ['--levels', '3'], ['--expert', 'scripted']])
 def test_eval_ros_refuses_the_flags_it_does_not_apply(flags, capsys):
     from hybrid_vla_ros.cli import main
@@ -329,15 +329,16 @@ def test_eval_ros_refuses_the_flags_it_does_not_apply(flags, capsys):
     assert flags[0] in capsys.readouterr().err or 'scripted' in flags
 
 
-def test_eval_ros_ensemble_becomes_the_motor_node_parameter(monkeypatch, capsys):
+def test_eval_ros_ensemble_and_temperature_become_the_motor_node_parameters(monkeypatch, capsys):
     from hybrid_vla_ros.cli import main
     from hybrid_vla_ros.evaluation import ros_eval
     seen = {}
     monkeypatch.setattr(ros_eval, 'evaluate_ros',
                         lambda args: seen.update(args.ros_overrides) or {'ok': True})
     assert main(['eval', '--ros', '--task', 'reach', '--episodes', '1', '--ensemble', '4',
-                 '--ros-set', 'motor_policy:rate=25']) == 0
-    assert seen['motor_policy'] == {'rate': 25, 'ensemble': 4}
+                 '--temperature', '0', '--ros-set', 'motor_policy:rate=25']) == 0
+    assert seen['motor_policy'] == {'rate': 25, 'ensemble': 4, 'temperature': 0.0}
+    assert isinstance(seen['motor_policy']['temperature'], float)  # the node's double parameter
 
 
 def test_eval_hang_timeout_reaches_the_graph_session_and_needs_ros(monkeypatch, capsys):

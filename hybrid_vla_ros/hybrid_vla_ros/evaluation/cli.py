@@ -8,9 +8,10 @@
 ``--robot NAME|PATH.yaml`` picks the arm (sim, checkpoints checked against its joints);
 ``--expert scripted`` runs the scripted expert through the same loop and summary (a reference
 for a new arm). ``--ros`` applies ``--robot``, ``--expert``, ``--checkpoints``, ``--task``,
-``--episodes``, ``--seed``, ``--instructions``, ``--held-out``, ``--ensemble`` (the motor
-node's ``ensemble`` parameter), ``--hang-timeout`` and ``--ros-set``, and refuses the sim-only
-flags.
+``--episodes``, ``--seed``, ``--instructions``, ``--held-out``, ``--ensemble`` and
+``--temperature`` (the motor node's parameters of those names), ``--hang-timeout`` and
+``--ros-set``, and refuses the sim-only flags. Without ``--ensemble`` / ``--temperature`` each
+expert runs with its checkpoint's own settings, with or without ROS.
 """
 import argparse
 import json
@@ -20,9 +21,8 @@ from hybrid_vla_ros.domain.seeds import EVAL_SEED_START
 
 # flags of the ROS-free loop that the ROS graph does not apply (its nodes have their own
 # parameters: --ros-set NODE:PARAM=VALUE): dest -> the value that means "not given"
-NOT_WITH_ROS = {'bins': None, 'refine_steps': None, 'exec_steps': None,
-                'temperature': None, 'levels': None}
-DEFAULTS = {'exec_steps': 1, 'ensemble': 1, 'levels': 1}
+NOT_WITH_ROS = {'bins': None, 'refine_steps': None, 'exec_steps': None, 'levels': None}
+DEFAULTS = {'exec_steps': 1, 'levels': 1}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,11 +44,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--exec-steps', type=int, default=None,
                         help='chunk steps executed per inference (default 1: receding horizon)')
     parser.add_argument('--ensemble', type=int, default=None, metavar='M',
-                        help="ACT's temporal ensemble of the last M chunks, applied by the "
-                             'motor policy (with --ros: its node parameter); 1 = latest chunk')
+                        help="ACT's temporal ensemble of the last M chunks for every expert, "
+                             'applied by the motor policy (with --ros: its node parameter); '
+                             "1 = latest chunk; default: each checkpoint's own")
     parser.add_argument('--temperature', type=float, default=None,
                         help='coarse_to_fine: scale of the refiner start noise (0 = start at '
-                             'the coarse chunk; default 1)')
+                             "the coarse chunk; with --ros: the motor node's parameter); "
+                             "default: the checkpoint's own")
     parser.add_argument('--levels', type=int, default=None, choices=[1, 2, 3],
                         help='1 (default): privileged plan + motor; 2: strategic planner + '
                              'motor; 3: strategic + tactical + motor')
@@ -98,6 +100,10 @@ def check_args(args) -> None:
         error('--ros-set needs --ros')
     if args.instructions and args.held_out:
         error('--instructions and --held-out: give one of them')
+    if args.ensemble is not None and args.ensemble < 1:
+        error('--ensemble must be >= 1 (1 = the latest chunk)')
+    if args.temperature is not None and not 0.0 <= args.temperature <= 10.0:
+        error('--temperature must be in [0, 10]')
     if args.hang_timeout is not None and not args.ros:
         error('--hang-timeout needs --ros')
     if args.hang_timeout is not None and args.hang_timeout < 0:
@@ -120,8 +126,9 @@ def run(args) -> int:
         from hybrid_vla_ros.bringup.launch_command import parse_overrides
         from hybrid_vla_ros.evaluation.ros_eval import evaluate_ros
         args.ros_overrides = parse_overrides(args.ros_set)
-        if args.ensemble != 1:
-            args.ros_overrides.setdefault('motor_policy', {})['ensemble'] = args.ensemble
+        for key in ('ensemble', 'temperature'):
+            if getattr(args, key) is not None:
+                args.ros_overrides.setdefault('motor_policy', {})[key] = getattr(args, key)
         result = evaluate_ros(args)
     elif args.levels == 1:
         if args.instructions or args.held_out:

@@ -174,6 +174,7 @@ def run_episode(sim, task, seed, instruction, strategic, tactical, motor, router
 def evaluate_hierarchy(args, sim=None, progress: bool = True) -> dict:
     from tqdm import tqdm
 
+    from hybrid_vla_ros.evaluation.motor_eval import runtime_settings
     from hybrid_vla_ros.evaluation.stats import episode_errors, success_summary
     from hybrid_vla_ros.execution.chunk_stream import EXECUTOR_DEFAULTS, executor_stream
     from hybrid_vla_ros.hierarchy.router_core import RouterCore
@@ -203,11 +204,12 @@ def evaluate_hierarchy(args, sim=None, progress: bool = True) -> dict:
     if args.expert == 'router':
         from hybrid_vla_ros.motor.routing import load_router_policy
         policy, chooser = load_router_policy(args.checkpoints, bins=args.bins,
-                                             joint_names=joints, robot=robot)
+                                             joint_names=joints, robot=robot,
+                                             temperature=getattr(args, 'temperature', None))
     else:
         policy = MotorPolicy.from_checkpoints(
             {args.expert: motor_checkpoint(args.expert, args.bins, args.checkpoints, robot)},
-            joint_names=joints)
+            joint_names=joints, temperature=getattr(args, 'temperature', None))
     default = args.expert if args.expert != 'router' else \
         ('coarse_to_fine' if 'coarse_to_fine' in policy.experts else next(iter(policy.experts)))
     sim = sim or ArmSim(robot=robot)
@@ -224,7 +226,7 @@ def evaluate_hierarchy(args, sim=None, progress: bool = True) -> dict:
         router = RouterCore(chooser) if chooser is not None else RouterCore(fixed=args.expert)
         motor = MotorCore(policy, default, kinematics=kin, steps=args.refine_steps,
                           waypoint_timeout=MOTOR_WAYPOINT_TIMEOUT, reach=kin.reach(),
-                          ensemble=getattr(args, 'ensemble', 1) or 1, step_s=CONTROL_DT)
+                          ensemble=getattr(args, 'ensemble', None), step_s=CONTROL_DT)
         stream = executor_stream(robot)   # the chunk_executor node's defaults
         rows.append(run_episode(sim, task, seed, text, strategic, tactical, motor, router, stream,
                                 executor_rate=EXECUTOR_DEFAULTS['rate']))
@@ -240,6 +242,7 @@ def evaluate_hierarchy(args, sim=None, progress: bool = True) -> dict:
             'planning_errors': int(sum(r['planning_error'] is not None for r in rows)),
             'replans': int(sum(r['replans'] for r in rows)),
             'plan_ms_p50': float(np.median(plan_ms)) if plan_ms else None,
+            'runtime': runtime_settings(policy, getattr(args, 'ensemble', None)),
             'instructions': args.instructions or ('held-out phrasings'
                                                   if getattr(args, 'held_out', False)
                                                   else 'built-in templates')}

@@ -17,13 +17,14 @@ SCRIPTED = 'scripted'  # ``--expert scripted``: the scripted expert through the 
 
 def evaluate_motor(task: str, expert: str, episodes: int, seed: int, *, bins=None,
                    refine_steps=None, exec_steps: int = 1, checkpoints: Optional[str] = None,
-                   progress: bool = True, sim=None, ensemble: int = 1,
+                   progress: bool = True, sim=None, ensemble: Optional[int] = None,
                    temperature: Optional[float] = None, robot=None) -> dict:
     """Run ``episodes`` seeded episodes; returns the JSON summary of ``hybrid-vla eval``.
 
     ``robot``: name, YAML or RobotModel (default: the sim's robot, else ``DEFAULT_ROBOT``);
     checkpoints made for another robot are refused. ``expert='scripted'`` runs the scripted
-    expert (no checkpoint) through the same episodes and summary.
+    expert (no checkpoint) through the same episodes and summary. ``ensemble`` /
+    ``temperature`` None: each expert's checkpoint settings (:class:`MotorPolicy`).
     """
     from tqdm import tqdm
 
@@ -40,7 +41,7 @@ def evaluate_motor(task: str, expert: str, episodes: int, seed: int, *, bins=Non
     policy = None
     if expert == SCRIPTED:
         for flag, value, unset in (('--bins', bins, None), ('--refine-steps', refine_steps, None),
-                                   ('--exec-steps', exec_steps, 1), ('--ensemble', ensemble, 1),
+                                   ('--exec-steps', exec_steps, 1), ('--ensemble', ensemble, None),
                                    ('--temperature', temperature, None),
                                    ('--checkpoints', checkpoints, None)):
             if value != unset:
@@ -48,17 +49,12 @@ def evaluate_motor(task: str, expert: str, episodes: int, seed: int, *, bins=Non
     elif expert == 'router':
         from hybrid_vla_ros.motor.routing import load_router_policy
         policy, choose = load_router_policy(checkpoints, bins=bins, joint_names=joints,
-                                            robot=robot)
+                                            robot=robot, temperature=temperature)
     else:
         policy = MotorPolicy.from_checkpoints(
-            {expert: motor_checkpoint(expert, bins, checkpoints, robot)}, joint_names=joints)
+            {expert: motor_checkpoint(expert, bins, checkpoints, robot)}, joint_names=joints,
+            temperature=temperature)
         choose = (lambda obs: expert)  # noqa: E731
-    if temperature is not None:
-        if expert != 'coarse_to_fine':
-            raise ValueError('--temperature applies to the coarse_to_fine expert')
-        if temperature < 0:
-            raise ValueError(f'--temperature must be >= 0, got {temperature}')
-        policy.experts[expert].temperature = float(temperature)
     sim = sim or ArmSim(robot=robot)
     errors, successes, lat, used = [], [], [], {}
     bar = tqdm(range(episodes), desc=f'eval {task}/{expert}', unit='ep', disable=not progress)
@@ -89,8 +85,15 @@ def evaluate_motor(task: str, expert: str, episodes: int, seed: int, *, bins=Non
         out['bins'] = bins
     if refine_steps is not None:
         out['refine_steps'] = refine_steps
-    if ensemble > 1:
-        out['ensemble'] = ensemble
-    if temperature is not None:
-        out['temperature'] = temperature
+    if policy is not None:
+        out['runtime'] = runtime_settings(policy, ensemble)
+    return out
+
+
+def runtime_settings(policy: MotorPolicy, ensemble: Optional[int] = None) -> dict:
+    """Each expert's run-time settings in effect (``ensemble`` overrides every expert's)."""
+    out = policy.runtime()
+    if ensemble:
+        for r in out.values():
+            r['ensemble'] = min(int(ensemble), policy.horizon)
     return out

@@ -43,9 +43,9 @@ class CoarseToFine(ActionExpert):
                                            config.hidden_dim, config.n_layers, config.time_dim,
                                            skip_init=-1.0)
         self.bin = 2.0 / config.n_bins  # bin width in normalised units
-        # Sampling temperature of the refiner's start noise (a runtime setting, not trained):
+        # Sampling temperature of the refiner's start noise (a run-time setting, not trained):
         # 1 = the training distribution; 0 = start at the coarse chunk itself (deterministic).
-        self.temperature = 1.0
+        self.temperature = float(config.temperature)
 
     @property
     def encoder(self) -> ObservationEncoder:

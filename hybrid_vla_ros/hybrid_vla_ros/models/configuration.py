@@ -64,6 +64,10 @@ class ExpertConfig:
     ``mu_law``: > 0 compands the delta dims around zero motion before they are binned / modelled
     (y = sign(x) log(1 + mu |x|) / log(1 + mu), x = delta / max |delta|), so bins and flow
     residuals are fine where the arm settles and coarse for fast motion; 0 = uniform.
+    ``ensemble``: a run-time setting, not trained: the size m of ACT's temporal ensemble the
+    motor policy runs this expert with (``motor/driver.MotorCore``; 1 = the latest chunk), in
+    the ``motor_policy`` node and the ROS-free evaluations alike; their ``ensemble`` parameter /
+    ``--ensemble`` flag overrides it.
     """
 
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
@@ -73,6 +77,7 @@ class ExpertConfig:
     delta_dims: int = 7
     bin_margin: float = 0.02
     mu_law: float = 0.0
+    ensemble: int = 1
 
     def __post_init__(self) -> None:
         name = type(self).__name__
@@ -80,7 +85,9 @@ class ExpertConfig:
             object.__setattr__(self, 'encoder', config_from_dict(EncoderConfig, self.encoder))
         _check(name, 'encoder', self.encoder, isinstance(self.encoder, EncoderConfig),
                'an EncoderConfig')
-        _positive_ints(self, 'horizon', 'action_dim')
+        _positive_ints(self, 'horizon', 'action_dim', 'ensemble')
+        _check(name, 'ensemble', self.ensemble, self.ensemble <= self.horizon,
+               f'<= horizon ({self.horizon}): older chunks predict nothing of the next step')
         if self.delta_actions:
             limit = min(self.action_dim, self.encoder.state_dim)
             _check(name, 'delta_dims', self.delta_dims,
@@ -161,6 +168,10 @@ class CoarseToFineConfig(ExpertConfig):
     The refiner starts at ``coarse + noise_scale * bin_width * N(0, 1)`` and integrates
     ``steps`` Euler steps. ``teacher_forcing`` = probability that a training sample's coarse
     chunk is the quantised target instead of the token head's (detached) prediction.
+    ``temperature``: a run-time setting, not trained: the scale of the refiner's start noise at
+    inference (1 = the training distribution, 0 = start at the coarse chunk: deterministic),
+    applied by the node and the ROS-free evaluations alike; their ``temperature`` parameter /
+    ``--temperature`` flag overrides it.
     """
 
     n_bins: int = 64
@@ -174,9 +185,13 @@ class CoarseToFineConfig(ExpertConfig):
     teacher_forcing: float = 0.5
     token_loss_weight: float = 1.0
     refiner_obs_skip: bool = True  # refiner also sees the standardised raw observation
+    temperature: float = 1.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        _check('CoarseToFineConfig', 'temperature', self.temperature,
+               isinstance(self.temperature, (int, float)) and 0.0 <= self.temperature <= 10.0,
+               'a number in [0, 10]')
         _check('CoarseToFineConfig', 'n_bins', self.n_bins,
                isinstance(self.n_bins, int) and self.n_bins >= 2, 'an integer >= 2')
         _positive_ints(self, 'hidden_dim', 'n_layers', 'time_dim', 'steps')

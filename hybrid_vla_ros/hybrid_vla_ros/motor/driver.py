@@ -3,11 +3,12 @@ adaptee: the waypoints followed, the expert in use, one chunk from a state) and
 :class:`PolicyDriver`, which drives it in closed loop from the sim rollout's observations.
 
 The driver re-plans every control step (receding horizon) unless ``exec_steps`` > 1, in which
-case it executes that many steps of each chunk open loop. ``ensemble`` = m > 1 is ACT's temporal
-ensemble (:mod:`.ensemble`), applied by :class:`MotorCore` itself, so the ``motor_policy`` node
-(its ``ensemble`` parameter) and the ROS-free loops ensemble the same way. Used by the ROS-free
-evaluation (``evaluation/motor_eval.py``, ``evaluation/hierarchy_eval.py``) and DAgger
-collection (``data/dagger.py``).
+case it executes that many steps of each chunk open loop. ACT's temporal ensemble
+(:mod:`.ensemble`) is applied by :class:`MotorCore` itself with each expert's own size (its
+checkpoint's ``ensemble``) unless ``ensemble`` = m >= 1 overrides it, so the ``motor_policy``
+node (its ``ensemble`` parameter) and the ROS-free loops ensemble the same way. Used by the
+ROS-free evaluation (``evaluation/motor_eval.py``, ``evaluation/hierarchy_eval.py``) and
+DAgger collection (``data/dagger.py``).
 """
 from typing import Callable, Dict, Optional, Sequence
 
@@ -23,17 +24,22 @@ class MotorCore:
     otherwise; ``kinematics`` (optional): the robot's FK, for :meth:`act` without a tool pose;
     ``waypoint_timeout``: no waypoints for this long (s) = no task (:meth:`has_task`; 0 =
     never); ``reach``: waypoints further from the base are refused; ``ensemble``: ACT's
-    temporal ensemble of the last m chunks (1 = off) whose steps are ``step_s`` apart."""
+    temporal ensemble of the last m chunks (1 = off) whose steps are ``step_s`` apart, for
+    every expert; None or 0 = each expert's own setting (its checkpoint's ``ensemble``)."""
 
     def __init__(self, policy: MotorPolicy, expert: str, *, kinematics=None,
                  steps: Optional[int] = None, waypoint_timeout: float = 0.0,
-                 reach: float = float('inf'), ensemble: int = 1, step_s: float = 0.05):
+                 reach: float = float('inf'), ensemble: Optional[int] = None,
+                 step_s: float = 0.05):
         if expert not in policy.experts:
             raise ValueError(f'expert {expert!r} is not loaded ({sorted(policy.experts)})')
+        if ensemble is not None and int(ensemble) < 0:
+            raise ValueError(f'ensemble must be >= 0 (0 = each expert\'s own), got {ensemble}')
         self.policy, self.expert, self.kin, self.steps = policy, expert, kinematics, steps
         self.waypoint_timeout = float(waypoint_timeout)
         self.tracker = WaypointTracker(reach=reach)
-        self.ensemble = TemporalEnsemble(min(int(ensemble), policy.horizon), step_s)
+        self.ensemble_override = int(ensemble) if ensemble else None
+        self.ensemble = TemporalEnsemble(self.ensemble_size(expert), step_s)
         self.subgoal_id = ''
         self.wp_time = -np.inf
 
@@ -50,10 +56,21 @@ class MotorCore:
             self.ensemble.reset()
         self.subgoal_id, self.wp_time = subgoal_id, float(now)
 
+    def ensemble_size(self, expert: str) -> int:
+        """The temporal ensemble ``expert`` runs with here (the override, else its own)."""
+        m = self.ensemble_override or self.policy.ensemble_size(expert)
+        return max(1, min(int(m), self.policy.horizon))
+
     def on_expert(self, name: str) -> bool:
-        """Use ``name`` from now on; False (the expert in use stays) if it is not loaded."""
+        """Use ``name`` from now on; False (the expert in use stays) if it is not loaded.
+        The ensemble takes the new expert's size; its earlier chunks are kept when the size
+        stays (they predict the same instants), dropped when it changes."""
         if name not in self.policy.experts:
             return False
+        size = self.ensemble_size(name)
+        if size != self.ensemble.size:
+            self.ensemble.size = size
+            self.ensemble.reset()
         self.expert = name
         return True
 
@@ -84,7 +101,7 @@ class PolicyDriver:
 
     def __init__(self, policy: MotorPolicy, choose: Callable[[dict], str], *,
                  steps: Optional[int] = None, exec_steps: int = 1, seed: int = 0,
-                 ensemble: int = 1):
+                 ensemble: Optional[int] = None):
         import torch
         self.policy, self.choose, self.steps = policy, choose, steps
         self.exec_steps = max(1, int(exec_steps))

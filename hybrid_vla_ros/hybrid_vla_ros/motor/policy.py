@@ -3,6 +3,7 @@
 Transport-free (openpi's split): the ROS node, the sim evaluation and the benchmarks all call
 :meth:`MotorPolicy.act` with the same inputs.
 """
+import math
 import os
 import time
 from typing import Dict, Optional
@@ -52,18 +53,31 @@ class MotorPolicy:
     :param device: torch device; on CUDA the sampler loops run as CUDA graphs.
     :param capture: capture backend of the K-step loops ('auto' picks the fastest that matches
         eager on CPU; 'whole' traces the entire inference as one graph; None = plain eager).
+    :param temperature: the refiner's start-noise scale for every coarse_to_fine expert
+        (None = each checkpoint's ``temperature``, its run-time setting).
+
+    Each expert's run-time settings come from its checkpoint's config (``ensemble``, and
+    ``temperature`` for coarse_to_fine): the node and the ROS-free loops read the same ones.
     """
 
     def __init__(self, experts: Dict[str, torch.nn.Module], *, device: str = 'cpu',
-                 capture: Optional[str] = 'whole'):
+                 capture: Optional[str] = 'whole', temperature: Optional[float] = None):
         if not experts:
             raise ValueError('MotorPolicy needs at least one expert')
+        if temperature is not None:
+            if not (math.isfinite(temperature) and 0.0 <= temperature <= 10.0):
+                raise ValueError(f'temperature must be in [0, 10], got {temperature}')
+            if not any(hasattr(e, 'temperature') for e in experts.values()):
+                raise ValueError('temperature applies to the coarse_to_fine expert, which is '
+                                 f'not loaded ({sorted(experts)})')
         self.device = torch.device(device)
         self.experts = {}
         for name, e in experts.items():
             e = e.to(self.device).eval()
             if capture is not None:
                 e.set_capture(capture)
+            if temperature is not None and hasattr(e, 'temperature'):
+                e.temperature = float(temperature)
             self.experts[name] = e
         self._log_error = {name: log_error_for(e.config.encoder.goal_dim)
                            for name, e in self.experts.items()}
@@ -80,6 +94,17 @@ class MotorPolicy:
         """Load each expert; with ``joint_names`` an expert for another robot is refused."""
         return cls({name: load_checkpoint(path, joint_names=joint_names)
                      for name, path in paths.items()}, **kw)
+
+    def ensemble_size(self, name: str) -> int:
+        """The temporal ensemble ``name`` runs with (its checkpoint's ``ensemble``)."""
+        return int(self._expert(name).config.ensemble)
+
+    def runtime(self) -> Dict[str, Dict[str, float]]:
+        """Each expert's run-time settings in effect: ensemble [, temperature]."""
+        return {name: {'ensemble': self.ensemble_size(name),
+                       **({'temperature': float(e.temperature)}
+                          if hasattr(e, 'temperature') else {})}
+                for name, e in self.experts.items()}
 
     def _expert(self, name: str):
         if name not in self.experts:

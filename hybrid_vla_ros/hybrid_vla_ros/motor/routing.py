@@ -51,13 +51,13 @@ class RouterChooser:
 
 
 def load_router_policy(checkpoints: Optional[str] = None, bins: Optional[int] = None,
-                       joint_names=None, robot=None):
+                       joint_names=None, robot=None, temperature: Optional[float] = None):
     """(MotorPolicy with every expert the router knows, RouterChooser); with ``joint_names``
     (the robot's arm joints) a router or expert made for another robot is refused.
-    ``checkpoints`` None = ``robot``'s shipped suite."""
+    ``checkpoints`` None = ``robot``'s shipped suite; ``temperature``: :class:`MotorPolicy`'s."""
     root = checkpoints or shipped_motor_dir(robot)
     router = load_checkpoint(os.path.join(root, 'router'), joint_names=joint_names)
     policy = MotorPolicy.from_checkpoints(
         {name: motor_checkpoint(name, bins if name in ('token', 'coarse_to_fine') else None, root)
-         for name in router.config.experts}, joint_names=joint_names)
+         for name in router.config.experts}, joint_names=joint_names, temperature=temperature)
     return policy, RouterChooser(router)

@@ -10,9 +10,12 @@ publishes an ``action_chunk`` whose stamp is the time of its first step and whos
 ``observation_stamp`` is the joint state it was computed from. Publishes nothing (so the
 executor holds) while the joint state is missing/stale/invalid or there are no waypoints (none
 yet, or none for ``waypoint_timeout`` s: the tactical level re-publishes them at 5 Hz while a
-sub-goal is active, so its silence means the plan is over or the level is gone). With
-``ensemble`` = M > 1 each chunk is ACT's temporal ensemble of the last M
-(:mod:`hybrid_vla_ros.motor.ensemble`), as in the ROS-free evaluation's ``--ensemble M``. The
+sub-goal is active, so its silence means the plan is over or the level is gone). Each chunk is
+ACT's temporal ensemble (:mod:`hybrid_vla_ros.motor.ensemble`) of the last M of the expert in
+use, M its checkpoint's ``ensemble`` (1 = the chunk itself) unless the ``ensemble`` parameter
+(> 0) sets it for every expert; the coarse_to_fine refiner's start noise is its checkpoint's
+``temperature`` unless the ``temperature`` parameter (>= 0) sets it: the same settings as the
+ROS-free evaluation (``--ensemble M``, ``--temperature T``). The
 predicted tool path goes to ``predicted_path`` (nav_msgs/Path) and ``markers`` for rviz at
 ``viz_rate`` Hz (after the chunk is out); inference time and the rate/deadline counters
 (:mod:`hybrid_vla_ros.execution.rate_monitor`) to ``/diagnostics``. ``~/ready`` (latched,
@@ -63,8 +66,11 @@ class MotorPolicyNode(Node):
                            _d('expert before a selection')).value
         steps = p('refine_steps', -1, _d('K sampler steps; -1 = checkpoint default')).value
         self.step_s = p('chunk_step', 0.05, _d('seconds between chunk steps')).value
-        ensemble = p('ensemble', 1, _d("ACT's temporal ensemble of the last M chunks; 1 = off"
-                                       )).value
+        ensemble = p('ensemble', 0, _d("ACT's temporal ensemble of the last M chunks for "
+                                       "every expert; 0 = each checkpoint's own, 1 = off")).value
+        temperature = p('temperature', -1.0, _d(
+            "coarse_to_fine refiner start-noise scale; -1 = the checkpoint's own, 0 = none"
+        )).value
         self.state_timeout = p('state_timeout', 0.25, _d('joint state older = stale (s)')).value
         wp_timeout = p('waypoint_timeout', 0.5, _d(
             'no waypoints for this long (s) = no task: stop acting; 0 = never')).value
@@ -77,11 +83,16 @@ class MotorPolicyNode(Node):
             raise ValueError(f'default_expert {default_expert!r} is not in experts {experts}')
         self.policy = MotorPolicy.from_checkpoints(
             {e: motor_checkpoint(e, None, ckpt_dir or None, robot) for e in experts},
-            device=device, joint_names=self.joint_names)
+            device=device, joint_names=self.joint_names,
+            temperature=None if temperature < 0 else float(temperature))
         self.kin = robot.kinematics()
         first = self.policy.warmup(steps=self.steps)  # captured paths built before any chunk
         self.get_logger().info('warm-up (first call, ms): ' + ', '.join(
             f'{k} {v:.0f}' for k, v in first.items()))
+        self.get_logger().info('run-time settings: ' + ', '.join(
+            f'{k} ' + ' '.join(f'{n}={v:g}' for n, v in r.items())
+            for k, r in self.policy.runtime().items())
+            + (f' (ensemble {ensemble} for every expert)' if ensemble > 0 else ''))
         self.core = MotorCore(self.policy, default_expert, kinematics=self.kin, steps=self.steps,
                               waypoint_timeout=wp_timeout, reach=self.kin.reach(),
                               ensemble=ensemble, step_s=self.step_s)

@@ -46,6 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='precision features: also the tool error on a log scale')
     parser.add_argument('--mu-law', type=float, default=0.0,
                         help='mu-law companded action bins (fine near zero motion); 0 = uniform')
+    parser.add_argument('--ensemble', type=int, default=1,
+                        help="run-time setting stored in the checkpoint: ACT's temporal "
+                             'ensemble of the last M chunks the motor policy runs it with')
+    parser.add_argument('--temperature', type=float, default=None,
+                        help='run-time setting stored in the checkpoint (coarse_to_fine): the '
+                             "refiner's start-noise scale at inference (default 1)")
     parser.add_argument('--val-every', type=int, default=500)
     parser.add_argument('--resume', action='store_true', help='continue from --out')
     parser.add_argument('--threads', type=int, default=0, help='torch threads (0 = default)')
@@ -78,6 +84,12 @@ def expert_config(args, robot=None) -> dict:
         if args.expert not in ('token', 'coarse_to_fine'):
             raise ValueError(f'--bins applies to token and coarse_to_fine, not {args.expert}')
         cfg['n_bins'] = args.bins
+    if getattr(args, 'ensemble', 1) != 1:
+        cfg['ensemble'] = args.ensemble
+    if getattr(args, 'temperature', None) is not None:
+        if args.expert != 'coarse_to_fine':
+            raise ValueError(f'--temperature applies to coarse_to_fine, not {args.expert}')
+        cfg['temperature'] = args.temperature
     if args.refine_steps is not None:
         if args.expert == 'token':
             raise ValueError('--refine-steps does not apply to the token expert')
