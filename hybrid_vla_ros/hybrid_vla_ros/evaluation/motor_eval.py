@@ -4,7 +4,7 @@ The sub-goals and their waypoints come from the privileged planner (``--levels 1
 measures the motor level alone, driven by :class:`~hybrid_vla_ros.motor.driver.PolicyDriver`
 (receding horizon, ``exec_steps`` open loop, or ACT's temporal ensemble: see there).
 """
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -18,13 +18,16 @@ SCRIPTED = 'scripted'  # ``--expert scripted``: the scripted expert through the 
 def evaluate_motor(task: str, expert: str, episodes: int, seed: int, *, bins=None,
                    refine_steps=None, exec_steps: int = 1, checkpoints: Optional[str] = None,
                    progress: bool = True, sim=None, ensemble: Optional[int] = None,
-                   temperature: Optional[float] = None, robot=None) -> dict:
+                   temperature: Optional[float] = None, robot=None,
+                   phase: Optional[Tuple[int, str]] = None) -> dict:
     """Run ``episodes`` seeded episodes; returns the JSON summary of ``hybrid-vla eval``.
 
     ``robot``: name, YAML or RobotModel (default: the sim's robot, else ``DEFAULT_ROBOT``);
     checkpoints made for another robot are refused. ``expert='scripted'`` runs the scripted
     expert (no checkpoint) through the same episodes and summary. ``ensemble`` /
     ``temperature`` None: each expert's checkpoint settings (:class:`MotorPolicy`).
+    ``phase`` = (k, other): sub-goal k of every episode is driven by the expert ``other``, the
+    rest by ``expert`` (what one expert does in one phase of the task: the router's labels).
     """
     from tqdm import tqdm
 
@@ -39,6 +42,8 @@ def evaluate_motor(task: str, expert: str, episodes: int, seed: int, *, bins=Non
         raise ValueError(f'the sim simulates {sim.robot.name}, not {robot.name}')
     joints = robot.joint_names
     policy = None
+    if phase is not None and expert in (SCRIPTED, 'router'):
+        raise ValueError(f'phase: the rest of the episode needs one expert, not {expert!r}')
     if expert == SCRIPTED:
         for flag, value, unset in (('--bins', bins, None), ('--refine-steps', refine_steps, None),
                                    ('--exec-steps', exec_steps, 1), ('--ensemble', ensemble, None),
@@ -51,10 +56,15 @@ def evaluate_motor(task: str, expert: str, episodes: int, seed: int, *, bins=Non
         policy, choose = load_router_policy(checkpoints, bins=bins, joint_names=joints,
                                             robot=robot, temperature=temperature)
     else:
+        names = [expert] + ([phase[1]] if phase and phase[1] != expert else [])
         policy = MotorPolicy.from_checkpoints(
-            {expert: motor_checkpoint(expert, bins, checkpoints, robot)}, joint_names=joints,
-            temperature=temperature)
-        choose = (lambda obs: expert)  # noqa: E731
+            {n: motor_checkpoint(n, bins, checkpoints, robot) for n in names},
+            joint_names=joints, temperature=temperature)
+        if phase is None:
+            choose = (lambda obs: expert)  # noqa: E731
+        else:
+            k, other = int(phase[0]), phase[1]
+            choose = (lambda obs: other if obs['subgoal_index'] == k else expert)  # noqa: E731
     sim = sim or ArmSim(robot=robot)
     errors, successes, lat, used = [], [], [], {}
     bar = tqdm(range(episodes), desc=f'eval {task}/{expert}', unit='ep', disable=not progress)
@@ -87,6 +97,8 @@ def evaluate_motor(task: str, expert: str, episodes: int, seed: int, *, bins=Non
         out['refine_steps'] = refine_steps
     if policy is not None:
         out['runtime'] = runtime_settings(policy, ensemble)
+    if phase is not None:
+        out['phase'] = [int(phase[0]), phase[1]]
     return out
 
 

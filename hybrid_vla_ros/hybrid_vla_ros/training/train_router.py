@@ -1,6 +1,8 @@
-"""``hybrid-vla train router``: label situations by the best expert on held-out episodes, fit.
+"""``hybrid-vla train router``: label every phase of every task by the expert that did best in
+it on held-out episodes, fit (:mod:`hybrid_vla_ros.training.router_fit`).
 
-    hybrid-vla train router --episodes 10 --out hybrid_vla_ros/checkpoints/arm7/motor/router
+    hybrid-vla train router --episodes 10 --workers 2 \
+        --out hybrid_vla_ros/checkpoints/arm7/motor/router
 """
 import argparse
 import json
@@ -13,7 +15,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--tasks', default='reach,pick_place,stack,multimodal,detour')
     parser.add_argument('--experts', default='token,flow,diffusion,coarse_to_fine')
     parser.add_argument('--episodes', type=int, default=10,
-                        help='held-out episodes per (task, expert) for the labels')
+                        help='held-out episodes per (task, expert) and per (task, phase, '
+                             'expert) for the labels')
+    parser.add_argument('--workers', type=int, default=1,
+                        help='evaluations run in this many processes (single-threaded each)')
     parser.add_argument('--seed', type=int, default=ROUTER_SEED)
     parser.add_argument('--checkpoints', default=None, help='folder of the motor checkpoints')
     parser.add_argument('--out', required=True)
@@ -22,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     report = fit_router(args.tasks.split(','), args.experts.split(','), args.episodes, args.out,
-                        checkpoints=args.checkpoints, seed=args.seed, robot=args.robot)
-    print(json.dumps({'labels': report['labels'], 'train': report['train']}))
+                        checkpoints=args.checkpoints, seed=args.seed, robot=args.robot,
+                        workers=args.workers)
+    print(json.dumps({'base': report['base'], 'labels': report['labels'],
+                      'train': report['train']}))
     return 0
