@@ -2,11 +2,13 @@
 
 One call = features from (joint state, waypoint, tool pose) + the expert's public ``sample()``
 (validation, fresh noise, NaN check) + the chunk as numpy: the node's inference part of the
-joint state -> action chunk latency. Captured paths (``set_capture('whole')``: the numpy/BLAS
-kernel for token and coarse_to_fine at batch 1, traced TorchScript graphs for flow and
-diffusion) against the traced graph without the CPU kernel and against the same experts run
-eagerly, in alternating blocks in one process, so a load change hits all alike. Prints a
-markdown table (p50 / p99 ms over ``--iters`` calls after a warm-up) and a JSON line.
+joint state -> action chunk latency. Captured paths (``set_capture('whole')``: at batch 1 the
+numpy/BLAS kernel of every expert, ``HostCoarseToFine`` for token and coarse_to_fine,
+``HostLoopExpert`` for flow and diffusion) against the traced TorchScript graph without the CPU
+kernel and against the same experts run eagerly, in alternating blocks in one process, so a
+load change hits all alike. Prints a markdown table (p50 / p99 ms over ``--iters`` calls after
+a warm-up; the path the captured policy runs, ``no kernel`` if it fell back to the traced
+graph), the load average over the run, and a JSON line.
 
     python hybrid_vla_ros/bench/bench_motor_act.py [--iters 400] [--threads 1] [--bins 256]
 
@@ -15,6 +17,7 @@ precision models) instead of the default one.
 """
 import argparse
 import json
+import os
 import time
 
 import numpy as np
@@ -43,6 +46,15 @@ def observations(n: int, seed: int = 0, robot=DEFAULT_ROBOT):
     return out
 
 
+def captured_path(expert) -> str:
+    """The batch-1 path ``set_capture('whole')`` built (after the warm-up): the CPU kernel's
+    class, or ``no kernel`` for the traced graph."""
+    runner = next(iter(expert._whole.values()))[1]
+    runner = getattr(runner, 'kernel', runner)  # token: the kernel inside its wrapper
+    name = type(runner).__name__
+    return name if name.startswith('Host') else 'no kernel'
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--iters', type=int, default=400)
@@ -67,6 +79,7 @@ def main(argv=None) -> int:
     for p in policies.values():
         p.warmup()
     times = {(e, m): [] for e in EXPERTS for m in policies}
+    load_start = os.getloadavg()
     for e in EXPERTS:
         for start in range(0, args.iters, BLOCK):
             for mode, policy in policies.items():  # alternating blocks
@@ -75,15 +88,19 @@ def main(argv=None) -> int:
                     t0 = time.perf_counter()
                     policy.act(e, s, wp, pos, quat)
                     times[e, mode].append((time.perf_counter() - t0) * 1e3)
+    load_end = os.getloadavg()
     suffix = f'; coarse_to_fine: {paths["coarse_to_fine"]}' if args.bins else ''
     print(f'torch {torch.__version__}, {args.threads} thread(s), {args.iters} calls per cell, '
           f'MotorPolicy.act on the shipped checkpoints (ms){suffix}')
-    print('| expert | captured p50 / p99 | traced graph only p50 / p99 | eager p50 / p99 | '
-          'traced / captured | eager / captured (p50) |')
-    print('|---|---:|---:|---:|---:|---:|')
+    print(f'load average (1/5/15 min) at start {load_start[0]:.2f} / {load_start[1]:.2f} / '
+          f'{load_start[2]:.2f}, at end {load_end[0]:.2f} / {load_end[1]:.2f} / '
+          f'{load_end[2]:.2f} on {os.cpu_count()} CPUs')
+    print('| expert | captured path | captured p50 / p99 | traced graph only p50 / p99 | '
+          'eager p50 / p99 | traced / captured | eager / captured (p50) |')
+    print('|---|---|---:|---:|---:|---:|---:|')
     result = {}
     for e in EXPERTS:
-        row = {}
+        row = {'captured_path': captured_path(policies['captured'].experts[e])}
         for mode in policies:
             t = np.asarray(times[e, mode])
             row[f'{mode}_p50'] = float(np.median(t))
@@ -91,10 +108,11 @@ def main(argv=None) -> int:
         row['traced_over_captured'] = row['traced_p50'] / row['captured_p50']
         row['eager_over_captured'] = row['eager_p50'] / row['captured_p50']
         result[e] = row
-        print(f"| {e} | " + ' | '.join(f"{row[m + '_p50']:.3f} / {row[m + '_p99']:.3f}"
-                                      for m in policies)
+        cells = [f"{row[m + '_p50']:.3f} / {row[m + '_p99']:.3f}" for m in policies]
+        print(f"| {e} | {row['captured_path']} | " + ' | '.join(cells)
               + f" | {row['traced_over_captured']:.2f}x | {row['eager_over_captured']:.2f}x |")
-    print(json.dumps({'iters': args.iters, 'threads': args.threads, 'experts': result}))
+    print(json.dumps({'iters': args.iters, 'threads': args.threads,
+                      'loadavg': {'start': load_start, 'end': load_end}, 'experts': result}))
     return 0
 
 

@@ -303,6 +303,98 @@ def test_mu_law_captured_paths_match_eager(kind):
                 e.sample(bad) if kind == 'token' else e.sample(bad, noise=noise)
 
 
+def _whole_runner(expert):
+    """The path ``set_capture('whole')`` built for the last call (one batch size)."""
+    assert len(expert._whole) == 1
+    return next(iter(expert._whole.values()))[1]
+
+
+def _check_loop_kernel(e, obs_of, noise_dim):
+    """Kernel (batch 1, 3) and traced graph (batch 16) equal eager within 1e-5 from the same
+    noise; the kernel is the path at batch <= 8; a NaN observation is an error naming its key,
+    NaN noise an error naming the noise."""
+    from hybrid_vla_ros.models.capture import _FiniteChecked
+    from hybrid_vla_ros.models.host_kernel import HostLoopExpert
+    for b in (1, 3, 16):
+        obs, noise = obs_of(b), torch.randn(b, noise_dim)
+        e.set_capture(None)
+        eager = e.sample(obs, noise=noise)
+        e.set_capture('whole')
+        got = e.sample(obs, noise=noise)
+        assert torch.allclose(got, eager, atol=1e-5, rtol=0), (b, (got - eager).abs().max())
+        assert torch.equal(e.sample(obs, noise=noise), got)  # static buffers reused
+        runner = _whole_runner(e)
+        if b <= 8:
+            assert isinstance(runner, HostLoopExpert), type(runner)
+        else:
+            assert isinstance(runner, _FiniteChecked), type(runner)
+        for key in obs:
+            bad = dict(obs, **{key: obs[key].clone()})
+            bad[key][b // 2, 2] = float('nan')
+            with pytest.raises(ValueError, match=f"'{key}' contains NaN/Inf"):
+                e.sample(bad, noise=noise)
+        with pytest.raises(ValueError, match='noise contains NaN/Inf'):
+            e.sample(obs, noise=torch.full_like(noise, float('nan')))
+
+
+@pytest.mark.parametrize('kind,extra', [
+    ('flow', {}), ('flow', {'method': 'midpoint', 'steps': 3}),
+    ('flow', {'n_layers': 1, 'mu_law': 255.0}),
+    ('diffusion', {}), ('diffusion', {'clip_sample': False, 'schedule': 'linear', 'steps': 7}),
+    ('diffusion', {'n_layers': 2, 'mu_law': 50.0, 'delta_dims': 5}),
+])
+def test_loop_expert_cpu_kernel_matches_eager(kind, extra):
+    """flow (Euler / midpoint) and diffusion (DDIM, clipped or not) run the numpy/BLAS kernel at
+    batch <= 8 and the traced graph above, both equal to eager within 1e-5."""
+    torch.manual_seed(0)
+    cfg = {'horizon': 4, 'hidden_dim': 48, 'time_dim': 9,
+           'encoder': {'state_dim': 8, 'goal_dim': GOAL_DIM, 'd_model': 32, 'hidden_dim': 40,
+                       'n_layers': 3}}
+    e = build_expert(kind, **{**cfg, **extra})
+    state = torch.randn(64, 8)
+    action = torch.randn(64, 4, 8) * 0.05
+    action[..., :7] += state[:, None, :7]
+    e.fit_normalization({'state': state, 'goal': torch.randn(64, GOAL_DIM), 'action': action})
+    with torch.no_grad():  # away from the initialisation (skip = +-I, zero-mean LayerNorm)
+        for p in e.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    e.eval()
+    if kind == 'diffusion' and e.config.clip_sample:  # the clamp is really exercised here
+        obs, noise = {'state': state[:3], 'goal': torch.randn(3, GOAL_DIM)}, torch.randn(3, 32)
+        loop = e.sampler_loop(e.config.steps)
+        clipped = e.sample(obs, noise=noise)
+        loop.clip_sample = False
+        assert not torch.allclose(e.sample(obs, noise=noise), clipped, atol=1e-3)
+        loop.clip_sample = True
+    _check_loop_kernel(e, lambda b: {'state': torch.randn(b, 8),
+                                     'goal': torch.randn(b, GOAL_DIM)}, 32)
+
+
+@pytest.mark.parametrize('robot', ['arm7', 'arm6'])
+@pytest.mark.parametrize('kind', ['flow', 'diffusion'])
+def test_shipped_loop_experts_run_the_cpu_kernel(kind, robot):
+    """The shipped flow / diffusion checkpoints of both arms: kernel == eager within 1e-5, and
+    the kernel is what MotorPolicy.act runs at batch 1."""
+    from hybrid_vla_ros.models.checkpoint import load_checkpoint
+    from hybrid_vla_ros.models.host_kernel import HostLoopExpert
+    from hybrid_vla_ros.motor.policy import motor_checkpoint
+    torch.manual_seed(0)
+    e = load_checkpoint(motor_checkpoint(kind, robot=robot)).eval()
+    norm = e.encoder.normalizer
+
+    def obs_of(b):  # observations spread like the training data
+        return {k: getattr(norm, f'{k}_mean') + getattr(norm, f'{k}_std') * torch.randn(b, d)
+                for k, d in norm.dims.items()}
+    _check_loop_kernel(e, obs_of, e.config.chunk_size)
+    policy = MotorPolicy({kind: e})
+    n = e.config.encoder.state_dim
+    chunk, coarse, _ = policy.act(kind, np.zeros(n), WP, [0.4, 0, 0.3], [0, 1, 0, 0])
+    assert chunk.shape == (e.config.horizon, n) and coarse is None
+    assert isinstance(_whole_runner(e), HostLoopExpert)
+    with pytest.raises(ValueError, match='finite'):
+        policy.act(kind, [np.nan] * n, WP, [0.4, 0, 0.3], [0, 1, 0, 0])
+
+
 def test_refiner_temperature_zero_starts_at_the_coarse_chunk():
     torch.manual_seed(0)
     e = build_expert('coarse_to_fine', horizon=4, n_bins=32,

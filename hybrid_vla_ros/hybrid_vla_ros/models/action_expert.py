@@ -15,10 +15,12 @@ from .captured import (
     BACKENDS,
     HOST_KERNEL_MAX_BATCH,
     CapturedLoop,
+    NonFiniteOutputError,
     SamplerLoop,
     _FiniteChecked,
 )
 from .configuration import ExpertConfig
+from .host_kernel import HostLoopExpert
 from .normalization import OBS_KEYS, ActionNormalizer
 from .observation_encoder import ObservationEncoder, validate_observation
 
@@ -92,8 +94,10 @@ class ActionExpert(nn.Module):
     def set_capture(self, backend: Optional[str] = 'auto') -> None:
         """Run the K-step sampler loop through a captured backend (None: plain eager).
 
-        ``'whole'``: trace + freeze the entire inference (encoder, head, fused K-step loop,
-        un-normalisation) as one TorchScript graph per (batch size, K): the fastest CPU path.
+        ``'whole'``: the entire inference (encoder, head, fused K-step loop, un-normalisation)
+        as one captured path per (batch size, K): on CPU up to ``HOST_KERNEL_MAX_BATCH`` the
+        expert's numpy/BLAS kernel (``_host_kernel``), otherwise one traced + frozen
+        TorchScript graph.
         """
         if backend is not None and backend != 'whole' and backend not in BACKENDS:
             raise ValueError(f"capture backend {backend!r}: expected None, 'whole' or one of "
@@ -251,20 +255,40 @@ class _InferenceGraph(nn.Module):
 
 class LoopExpert(ActionExpert):
     """An expert whose chunk is K steps of its sampler loop from noise, conditioned on the
-    encoder features (``flow``: Euler steps of the velocity field; ``diffusion``: DDIM)."""
+    encoder features (``flow``: Euler steps of the velocity field; ``diffusion``: DDIM).
+
+    ``set_capture('whole')`` runs the numpy/BLAS kernel (``HostLoopExpert``) on CPU up to
+    ``HOST_KERNEL_MAX_BATCH``; larger batches and CUDA run the traced graph of ``infer``."""
 
     @torch.no_grad()
     def sample(self, obs: Batch, steps: Optional[int] = None, noise: Optional[torch.Tensor] = None,
                generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """Observation -> absolute chunk (B, H, D) by K loop steps from ``noise`` (B, H*D;
         default: fresh N(0, 1) from ``generator``), which fixes the start point."""
-        b = self.check_obs(obs)
+        fast = self.capture_backend == 'whole'  # NaN/Inf checked on the output
+        b = self.check_obs(obs, check_finite=not fast)
         cfg = self.config
         noise = self._noise((b, cfg.chunk_size), obs['state'], noise, generator)
-        return self._run_inference(obs, noise, steps or cfg.steps)
+        try:  # the whole-inference paths raise NonFiniteOutputError instead of returning NaN
+            return self._run_inference(obs, noise, steps or cfg.steps)
+        except NonFiniteOutputError:
+            err = self.non_finite_error(obs)  # raises if the observation is at fault
+            if not bool(torch.isfinite(noise).all()):
+                raise ValueError('noise contains NaN/Inf') from None
+            raise err from None
 
     def infer(self, obs: Batch, noise: Optional[torch.Tensor], steps: int) -> torch.Tensor:
         cfg = self.config
         x = self.run_loop(steps, noise, self.encoder(obs))
         return self.action_norm.unnormalize(x.view(-1, cfg.horizon, cfg.action_dim),
                                             obs['state'])
+
+    def whole_graph_module(self, keys: List[str], steps: int) -> nn.Module:
+        return _LoopInferenceGraph(self, keys, steps)
+
+
+class _LoopInferenceGraph(_InferenceGraph):
+    """``_InferenceGraph`` of a ``LoopExpert``, with its CPU kernel (``host_kernel()``)."""
+
+    def host_kernel(self) -> HostLoopExpert:
+        return HostLoopExpert(self.expert, self.steps)

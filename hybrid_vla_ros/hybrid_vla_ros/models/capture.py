@@ -19,7 +19,8 @@ un-normalisation) traced and frozen as one graph; for ``coarse_to_fine`` a dedic
 hand-fused module (``FusedCoarseToFine``). Captured paths hold a snapshot of the weights: the
 experts drop them whenever they are switched to ``train()`` or re-fitted.
 
-The numpy/BLAS CPU kernel of the coarse-to-fine experts is :mod:`.host_kernel`.
+The numpy/BLAS CPU kernels the experts run at small batches are :mod:`.host_kernel` (built
+from the pieces in :mod:`.host_blocks`).
 """
 import math
 import time
