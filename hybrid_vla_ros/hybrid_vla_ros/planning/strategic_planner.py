@@ -15,7 +15,8 @@ Pipeline (every backend shares steps 2-4, so all outputs are validated the same 
    the pixel is back-projected through the camera intrinsics/extrinsics
    (``camera_model.CameraModel``) onto the plane of the object's known centre height (cubes,
    cylinders, pads, the wall), or for the free-floating target marker onto the predicted height
-   (or through a depth image if one is given);
+   (or, given a depth image, the least-squares fit of a sphere of the marker's radius to the
+   depth points around the pixel: ``marker_fit.marker_centre``);
 4. ``compile_plan`` turns the symbolic steps + grounded poses into target poses with the scripted
    expert's conventions (hover, lift and place heights, top-down grasp yaw), so the motor level
    sees the same kind of targets as in training; ``validate_plan`` checks the result.
@@ -40,6 +41,7 @@ from ..domain.vocabulary import half_height_of
 from .backbones import ImageFeatures, TextFeatures, image_to_tensor
 from .camera_model import CameraModel
 from .grounding import GroundingConfig, GroundingHead, known_center_height, locate
+from .marker_fit import marker_centre
 from .skills import Plan, PlanningError, object_kind, validate_plan, validate_steps
 from .subgoal_decoder import DecoderConfig, SubgoalDecoder, tokens_to_steps
 
@@ -237,36 +239,12 @@ class StrategicPlanner:
             u, v = (loc['pixel'][0] + 0.5) * sx - 0.5, (loc['pixel'][1] + 0.5) * sy - 0.5
             z = known_center_height(name)
             if depth is not None and z is None:
-                pos = self._marker_from_depth(camera, depth, u, v)
+                pos = marker_centre(camera, depth, u, v, TARGET_MARKER_RADIUS)
             else:
                 pos = camera.pixel_to_plane(u, v, loc['height'] if z is None else z)
             scene[name] = {'pos': pos, 'yaw': loc['yaw'], 'pixel': (u, v),
                            'confidence': loc['confidence']}
         return scene
-
-    @staticmethod
-    def _marker_from_depth(camera: CameraModel, depth: np.ndarray, u: float, v: float):
-        """Centre of the spherical target marker from the depth image around pixel (u, v):
-        the pixels of the nearest surface (within one radius of the closest depth) are
-        back-projected and averaged; that mean lies 2r/3 in front of the centre along the
-        view ray (mean height of a sphere cap sampled uniformly over its projected disc)."""
-        depth = np.asarray(depth, float)
-        r0 = int(np.clip(round(v), 0, depth.shape[0] - 1))
-        c0 = int(np.clip(round(u), 0, depth.shape[1] - 1))
-        rs, cs = slice(max(0, r0 - 2), r0 + 3), slice(max(0, c0 - 2), c0 + 3)
-        win = depth[rs, cs]
-        if not np.any(np.isfinite(win)):
-            raise PlanningError('no valid depth around the target marker')
-        near = np.nanmin(win)
-        pts = []
-        for r in range(rs.start, min(rs.stop, depth.shape[0])):
-            for c in range(cs.start, min(cs.stop, depth.shape[1])):
-                if depth[r, c] <= near + TARGET_MARKER_RADIUS:
-                    pts.append(camera.pixel_depth_to_base(c, r, depth[r, c]))
-        mean = np.mean(pts, axis=0)
-        o = camera.T_base_camera[:3, 3]
-        ray = (mean - o) / np.linalg.norm(mean - o)
-        return mean + (2.0 / 3.0) * TARGET_MARKER_RADIUS * ray
 
     # ----------------------------------------------------------------- planning
     def plan(self, instruction: str, image: np.ndarray, camera_info, depth=None,
