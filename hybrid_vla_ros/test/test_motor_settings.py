@@ -102,3 +102,13 @@ def test_eval_runs_the_checkpoint_settings_and_its_flags_override_them(tmp_path)
     out = evaluate_motor('reach', 'coarse_to_fine', 1, 1000000, ensemble=1, temperature=0.5,
                          **kw)
     assert out['runtime'] == {'coarse_to_fine': {'ensemble': 1, 'temperature': 0.5}}
+
+
+def test_the_recorded_training_command_keeps_zero_values():
+    import argparse
+    from hybrid_vla_ros.training.train_motor import command_line
+    args = argparse.Namespace(target='motor', expert='coarse_to_fine', temperature=0.0,
+                              seed=0, bins=None, log_error=True, resume=False)
+    cmd = command_line(args)
+    assert '--temperature 0.0' in cmd and '--seed 0' in cmd and '--log-error' in cmd
+    assert '--bins' not in cmd and '--resume' not in cmd

@@ -131,7 +131,8 @@ def args_dict(args) -> dict:
 
 def command_line(args) -> str:
     opts = ' '.join(f"--{k.replace('_', '-')}" + ('' if v is True else f' {v}')
-                    for k, v in args_dict(args).items() if v not in (None, False))
+                    for k, v in args_dict(args).items()
+                    if v is not None and v is not False)  # 0 / 0.0 are values: kept
     return f'hybrid-vla train {args.target} {opts}'
 
 
