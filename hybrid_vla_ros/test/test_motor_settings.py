@@ -106,6 +106,7 @@ def test_eval_runs_the_checkpoint_settings_and_its_flags_override_them(tmp_path)
 
 def test_the_recorded_training_command_keeps_zero_values():
     import argparse
+
     from hybrid_vla_ros.training.train_motor import command_line
     args = argparse.Namespace(target='motor', expert='coarse_to_fine', temperature=0.0,
                               seed=0, bins=None, log_error=True, resume=False)
