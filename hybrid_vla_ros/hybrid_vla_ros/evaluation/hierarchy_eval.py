@@ -174,7 +174,6 @@ def run_episode(sim, task, seed, instruction, strategic, tactical, motor, router
 def evaluate_hierarchy(args, sim=None, progress: bool = True) -> dict:
     from tqdm import tqdm
 
-    from hybrid_vla_ros.evaluation.motor_eval import runtime_settings
     from hybrid_vla_ros.evaluation.stats import episode_errors, success_summary
     from hybrid_vla_ros.execution.chunk_stream import EXECUTOR_DEFAULTS, executor_stream
     from hybrid_vla_ros.hierarchy.router_core import RouterCore
@@ -242,7 +241,7 @@ def evaluate_hierarchy(args, sim=None, progress: bool = True) -> dict:
             'planning_errors': int(sum(r['planning_error'] is not None for r in rows)),
             'replans': int(sum(r['replans'] for r in rows)),
             'plan_ms_p50': float(np.median(plan_ms)) if plan_ms else None,
-            'runtime': runtime_settings(policy, getattr(args, 'ensemble', None)),
+            'runtime': policy.runtime(getattr(args, 'ensemble', None)),
             'instructions': args.instructions or ('held-out phrasings'
                                                   if getattr(args, 'held_out', False)
                                                   else 'built-in templates')}

@@ -96,16 +96,8 @@ def evaluate_motor(task: str, expert: str, episodes: int, seed: int, *, bins=Non
     if refine_steps is not None:
         out['refine_steps'] = refine_steps
     if policy is not None:
-        out['runtime'] = runtime_settings(policy, ensemble)
+        out['runtime'] = policy.runtime(ensemble)
     if phase is not None:
         out['phase'] = [int(phase[0]), phase[1]]
     return out
 
-
-def runtime_settings(policy: MotorPolicy, ensemble: Optional[int] = None) -> dict:
-    """Each expert's run-time settings in effect (``ensemble`` overrides every expert's)."""
-    out = policy.runtime()
-    if ensemble:
-        for r in out.values():
-            r['ensemble'] = min(int(ensemble), policy.horizon)
-    return out

@@ -58,8 +58,7 @@ class MotorCore:
 
     def ensemble_size(self, expert: str) -> int:
         """The temporal ensemble ``expert`` runs with here (the override, else its own)."""
-        m = self.ensemble_override or self.policy.ensemble_size(expert)
-        return max(1, min(int(m), self.policy.horizon))
+        return self.policy.ensemble_size(expert, self.ensemble_override)
 
     def on_expert(self, name: str) -> bool:
         """Use ``name`` from now on; False (the expert in use stays) if it is not loaded.

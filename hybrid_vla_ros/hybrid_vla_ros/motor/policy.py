@@ -95,13 +95,16 @@ class MotorPolicy:
         return cls({name: load_checkpoint(path, joint_names=joint_names)
                      for name, path in paths.items()}, **kw)
 
-    def ensemble_size(self, name: str) -> int:
-        """The temporal ensemble ``name`` runs with (its checkpoint's ``ensemble``)."""
-        return int(self._expert(name).config.ensemble)
+    def ensemble_size(self, name: str, override: Optional[int] = None) -> int:
+        """The temporal ensemble ``name`` runs with: ``override`` (> 0) if given, else its
+        checkpoint's ``ensemble``, at most the horizon."""
+        m = override or self._expert(name).config.ensemble
+        return max(1, min(int(m), self.horizon))
 
-    def runtime(self) -> Dict[str, Dict[str, float]]:
-        """Each expert's run-time settings in effect: ensemble [, temperature]."""
-        return {name: {'ensemble': self.ensemble_size(name),
+    def runtime(self, ensemble: Optional[int] = None) -> Dict[str, Dict[str, float]]:
+        """Each expert's run-time settings in effect (``ensemble``: the override, as in
+        :meth:`ensemble_size`): ensemble [, temperature]."""
+        return {name: {'ensemble': self.ensemble_size(name, ensemble),
                        **({'temperature': float(e.temperature)}
                           if hasattr(e, 'temperature') else {})}
                 for name, e in self.experts.items()}
