@@ -113,3 +113,26 @@ def test_the_recorded_training_command_keeps_zero_values():
     cmd = command_line(args)
     assert '--temperature 0.0' in cmd and '--seed 0' in cmd and '--log-error' in cmd
     assert '--bins' not in cmd and '--resume' not in cmd
+
+
+def test_balanced_tasks_weigh_every_task_equally_whatever_its_step_count():
+    from hybrid_vla_ros.training.motor_data import task_balanced_weights
+    from hybrid_vla_ros.training.train_motor import _batches
+    # reach: 3 short episodes (12 steps), stack: 1 long one (60 steps)
+    w = task_balanced_weights(['reach', 'stack', 'reach', 'reach'], [4, 60, 4, 4])
+    assert w.shape == (72,) and np.isclose(w.sum(), 1.0)
+    is_reach = np.r_[np.ones(4), np.zeros(60), np.ones(8)].astype(bool)
+    assert np.isclose(w[is_reach].sum(), 0.5) and np.isclose(w[~is_reach].sum(), 0.5)
+    with pytest.raises(ValueError, match='episode lengths'):
+        task_balanced_weights(['reach'], [4, 5])
+    # the sampler follows the weights: about half of the draws are the 12 reach samples
+    data = {'state': torch.arange(72.0)[:, None]}
+    batches = _batches(data, 72, torch.Generator().manual_seed(0),
+                       weights=torch.from_numpy(w))
+    drawn = torch.cat([next(batches)['state'][:, 0] for _ in range(50)]).long().numpy()
+    share = is_reach[drawn].mean()
+    assert 0.45 < share < 0.55, share
+    # unweighted: the reach samples are drawn in proportion to their count (12/72)
+    plain = _batches(data, 72, torch.Generator().manual_seed(0))
+    drawn = torch.cat([next(plain)['state'][:, 0] for _ in range(50)]).long().numpy()
+    assert np.isclose(is_reach[drawn].mean(), 12 / 72)

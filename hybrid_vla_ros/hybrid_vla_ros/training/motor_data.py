@@ -111,8 +111,13 @@ def episode_samples(arrays: Dict[str, np.ndarray], horizon: int, log_error: bool
 
 def load_motor_samples(roots: Sequence[str], horizon: int, *, val_fraction: float = 0.1,
                        seed: int = 0, tasks: Optional[List[str]] = None,
-                       log_error: bool = False, robot=DEFAULT_ROBOT):
+                       log_error: bool = False, robot=DEFAULT_ROBOT,
+                       balance_tasks: bool = False):
     """(train, val) dicts of tensors from one or more dataset folders; split by episode.
+
+    ``balance_tasks``: the train dict also holds ``sample_weight`` (one per sample), which
+    gives every sim task the same total weight whatever its episode count and length (a short
+    reach episode and a long stack episode otherwise weigh by their step counts).
 
     ``robot``: name, YAML path or :class:`~hybrid_vla_ros.robot.RobotModel` whose joints the
     datasets' state/action are read as (a dataset of another robot is refused)."""
@@ -122,14 +127,15 @@ def load_motor_samples(roots: Sequence[str], horizon: int, *, val_fraction: floa
     model = load_robot(robot)
     spec = load_dataset_spec(model)
     kin = None
-    episodes = []
+    episodes, episode_tasks = [], []
     for root in roots:
         ds = Dataset(root)
         if 'observation.tool_pose' not in ds.features and kin is None:
             kin = model.kinematics()
-        episodes += [episode_samples(motor_arrays(ds, ep.arrays, spec, kin), horizon,
-                                     log_error)
-                     for ep in ds.iter_episodes(tasks=tasks)]
+        for ep in ds.iter_episodes(tasks=tasks):
+            episodes.append(episode_samples(motor_arrays(ds, ep.arrays, spec, kin), horizon,
+                                            log_error))
+            episode_tasks.append(str(ep.meta.get('task', ep.meta.get('tasks', ''))))
     if not episodes:
         raise ValueError(f'no successful episodes in {list(roots)}'
                          + (f' for tasks {tasks}' if tasks else ''))
@@ -143,4 +149,22 @@ def load_motor_samples(roots: Sequence[str], horizon: int, *, val_fraction: floa
             return None
         return {k: torch.from_numpy(np.concatenate([episodes[i][k] for i in ids]))
                 for k in ('state', 'goal', 'action')}
-    return cat(splits[0]), cat(splits[1])
+    train, val = cat(splits[0]), cat(splits[1])
+    if balance_tasks:
+        train['sample_weight'] = torch.from_numpy(task_balanced_weights(
+            [episode_tasks[i] for i in splits[0]], [len(episodes[i]['state']) for i in splits[0]]))
+    return train, val
+
+
+def task_balanced_weights(tasks: Sequence[str], lengths: Sequence[int]) -> np.ndarray:
+    """Per-sample weights (summing to 1) for episodes of ``tasks`` with ``lengths`` steps,
+    concatenated in that order: each distinct task weighs 1/n_tasks in total, shared equally by
+    its samples."""
+    tasks, lengths = list(tasks), np.asarray(lengths, np.int64)
+    if len(tasks) != len(lengths):
+        raise ValueError(f'{len(tasks)} tasks for {len(lengths)} episode lengths')
+    steps = {}
+    for t, n in zip(tasks, lengths):
+        steps[t] = steps.get(t, 0) + int(n)
+    per_step = [1.0 / (len(steps) * steps[t]) if steps[t] else 0.0 for t in tasks]
+    return np.repeat(np.asarray(per_step), lengths).astype(np.float64)

@@ -52,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--temperature', type=float, default=None,
                         help='run-time setting stored in the checkpoint (coarse_to_fine): the '
                              "refiner's start-noise scale at inference (default 1)")
+    parser.add_argument('--balance-tasks', action='store_true',
+                        help='draw every task equally often (with replacement), whatever its '
+                             'share of the samples')
     parser.add_argument('--val-every', type=int, default=500)
     parser.add_argument('--resume', action='store_true', help='continue from --out')
     parser.add_argument('--threads', type=int, default=0, help='torch threads (0 = default)')
@@ -97,13 +100,19 @@ def expert_config(args, robot=None) -> dict:
     return cfg
 
 
-def _batches(data, batch_size, generator, rank=0, world=1):
+def _batches(data, batch_size, generator, rank=0, world=1, weights=None):
+    """Endless batches: epochs of a random permutation, or, with per-sample ``weights``,
+    epochs of as many draws with replacement in proportion to them."""
     n = len(data['state'])
     batch_size = min(batch_size, n // world)
     if batch_size < 1:
         raise ValueError(f'{n} training samples cannot fill a batch on {world} processes')
     while True:
-        perm = torch.randperm(n, generator=generator)[rank::world]
+        if weights is None:
+            perm = torch.randperm(n, generator=generator)[rank::world]
+        else:
+            perm = torch.multinomial(weights, n, replacement=True,
+                                     generator=generator)[rank::world]
         for i in range(0, len(perm) - batch_size + 1, batch_size):
             idx = perm[i:i + batch_size]
             yield {k: v[idx] for k, v in data.items()}
@@ -153,7 +162,9 @@ def run(args) -> int:
     from hybrid_vla_ros.robot import load_robot
     robot = load_robot(args.robot)
     train, val = load_motor_samples(roots, args.horizon, seed=args.seed, tasks=tasks,
-                                    log_error=log_error, robot=robot)
+                                    log_error=log_error, robot=robot,
+                                    balance_tasks=args.balance_tasks)
+    weights = train.pop('sample_weight', None)
     log = print if rank == 0 else (lambda *a, **k: None)
     log(f'train motor/{args.expert}: {len(train["state"])} training samples, '
         f'{0 if val is None else len(val["state"])} validation samples from {roots} '
@@ -182,7 +193,7 @@ def run(args) -> int:
         opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(1.0, s / max(1, args.steps)))),
         last_epoch=start - 1)
     gen = torch.Generator().manual_seed(args.seed * 1000 + start)
-    batches = _batches(train, args.batch_size, gen, rank, world)
+    batches = _batches(train, args.batch_size, gen, rank, world, weights)
     t0 = time.monotonic()
     bar = tqdm(range(start, args.steps), initial=start, total=args.steps, unit='step',
                desc=f'train {args.expert}', disable=rank != 0, mininterval=1.0)
