@@ -111,7 +111,7 @@ def test_mock_graph_plans_from_the_mirror_camera_and_moves_the_arm(mock_graph):
     from std_msgs.msg import String
     g = mock_graph
     log = g.logs / 'graph.log'
-    g.wait_for(lambda: 'image' in g.latest and 'objects' in g.latest
+    g.wait_for(lambda: 'image' in g.latest and 'objects' in g.latest and 'tool' in g.latest
                and _subscribed(g, '/instruction', 'strategic_planner')
                and _subscribed(g, '/subgoals', 'tactical_planner')
                and g.node.count_publishers('/action_chunk') > 0
