@@ -82,6 +82,12 @@ def test_a_subgoal_is_done_only_once_the_tool_has_come_to_rest_near_its_target()
     assert p.update(0.40, 'move_to', target, target + [0, 0, 0.0003], 0.0) == 'active'
     assert p.update(0.50, 'move_to', target, target + [0, 0, 0.00025], 0.0) == 'active'
     assert p.update(0.60, 'move_to', target, target + [0, 0, 0.0002], 0.0) == 'done'
+    # dithering within reach_tol at 2 cm/s (a stochastic expert): done after max_dwell
+    q = SubgoalProgress(reach_tol=0.01, hold_steps=2, timeout=5.0, still_speed=0.001,
+                        max_dwell=1.0)
+    states = [q.update(0.1 * k, 'move_to', target, target + [0.0, 0.0, 0.004 * (-1) ** k], 0.0)
+              for k in range(12)]
+    assert states == ['active'] * 11 + ['done'], states   # within since 0 s: 1.0 s, 1.1 s
 
 
 def test_slow_but_steady_progress_is_not_stale():

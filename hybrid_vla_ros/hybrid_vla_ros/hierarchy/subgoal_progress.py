@@ -2,8 +2,9 @@
 
 A sub-goal is complete when the tool is within ``reach_tol`` of its target and has come to rest
 (moving slower than ``still_speed``: the arm has finished its approach, so the error left is
-what the motor policy converged to, not a snapshot of it passing within ``reach_tol``) and, for
-skills that move the gripper, the gripper has settled in the commanded state, for
+what the motor policy converged to, not a snapshot of it passing within ``reach_tol``) or has
+stayed within ``reach_tol`` for ``max_dwell`` s (a policy that dithers near the target never
+rests) and, for skills that move the gripper, the gripper has settled in the commanded state, for
 ``hold_steps`` consecutive updates. A sub-goal that makes no progress for ``timeout`` seconds
 is reported stale (the strategic planner then re-plans): progress is the tool getting
 ``progress_tol`` closer to the target than it has been, or the gripper moving. Slow but steady
@@ -20,8 +21,10 @@ GRIPPER_SKILLS = {'grasp': True, 'release': False}  # skill -> wants closed
 
 class SubgoalProgress:
     def __init__(self, reach_tol: float = 0.01, settle_tol: float = 0.02, hold_steps: int = 2,
-                 timeout: float = 20.0, progress_tol: float = 0.005, still_speed: float = 0.001):
+                 timeout: float = 20.0, progress_tol: float = 0.005, still_speed: float = 0.001,
+                 max_dwell: float = 1.0):
         self.reach_tol, self.settle_tol, self.still_speed = reach_tol, settle_tol, still_speed
+        self.max_dwell = max_dwell
         self.hold_steps, self.timeout = hold_steps, timeout
         self.progress_tol = progress_tol
         self.reset(None)
@@ -30,6 +33,7 @@ class SubgoalProgress:
         self.started_at = started_at   # of the sub-goal, then of its last progress
         self.prev_g = None
         self.prev_tool = None  # (time, tool position) of the last update
+        self.within_since = None  # since when the tool has been within reach_tol
         self.count = 0
         self.best = None      # closest distance to the target so far (m)
         self.best_g = None    # gripper when progress was last seen
@@ -49,7 +53,10 @@ class SubgoalProgress:
             still = self.count > 0
         self.prev_tool = (now, tool_pos)
         dist = float(np.linalg.norm(np.asarray(target_pos) - tool_pos))
-        reached = dist < self.reach_tol and still
+        within = dist < self.reach_tol
+        self.within_since = (self.within_since if self.within_since is not None else now) \
+            if within else None
+        reached = within and (still or now - self.within_since >= self.max_dwell)
         if self.best is None or dist < self.best - self.progress_tol \
                 or abs(gripper - self.best_g) > self.settle_tol:
             self.best, self.best_g, self.started_at = dist if self.best is None else \
