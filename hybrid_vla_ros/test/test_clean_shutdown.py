@@ -52,6 +52,21 @@ def group_is_gone(pgid) -> bool:
     return False
 
 
+def _group_members(pgid) -> set:
+    """pids of the living processes in process group ``pgid``."""
+    out = set()
+    for d in os.listdir('/proc'):
+        if d.isdigit():
+            try:
+                with open(f'/proc/{d}/stat') as f:
+                    fields = f.read().rsplit(')', 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != 'Z':
+                out.add(int(d))
+    return out
+
+
 def kill_group(proc):
     try:
         os.killpg(os.getpgid(proc.pid), signal.SIGKILL)
@@ -159,3 +174,29 @@ def test_hybrid_vla_launch_arm_exits_0_on_a_double_ctrl_c(tmp_path):
         if proc.poll() is None:
             kill_group(proc)
         probe.close()
+
+
+def test_sigterm_to_a_ros_evaluation_stops_its_graph(tmp_path):
+    """`hybrid-vla eval --ros` killed with SIGTERM (kill, a CI timeout) mid-episode stops the
+    graph it launched instead of leaving six nodes running."""
+    log = tmp_path / 'eval.log'
+    proc = subprocess.Popen([sys.executable, '-m', 'hybrid_vla_ros.cli', 'eval', '--ros',
+                             '--task', 'reach', '--episodes', '20'],
+                            start_new_session=True, stdout=open(log, 'w'),
+                            stderr=subprocess.STDOUT)
+    pgid = os.getpgid(proc.pid)
+    try:
+        end = time.monotonic() + 300
+        while 'reach (seed' not in log.read_text():   # the graph is up: an episode runs
+            assert proc.poll() is None, log.read_text()[-4000:]
+            assert time.monotonic() < end, log.read_text()[-4000:]
+            time.sleep(0.2)
+        nodes = _group_members(pgid) - {proc.pid}   # the graph's processes (its group)
+        assert len(nodes) >= 6, (nodes, log.read_text()[-4000:])
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=90)
+        assert code != 0   # interrupted: not a finished evaluation
+        assert group_is_gone(pgid), f'still running: {_group_members(pgid)}'
+    finally:
+        if proc.poll() is None:
+            kill_group(proc)

@@ -18,6 +18,8 @@ import contextlib
 import json
 import os
 import random
+import signal
+import threading
 import time
 from typing import Callable, Dict, List, Optional
 
@@ -28,6 +30,10 @@ from hybrid_vla_ros.bringup.process_launcher import GraphProcesses
 from hybrid_vla_ros.robot.model import DEFAULT_ROBOT
 
 PRIVATE_DOMAINS = (1, 101)  # ROS 2's safe range on Linux (0 is everyone's default)
+
+
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
 
 
 class GraphSession:
@@ -208,11 +214,28 @@ class GraphSession:
             self.procs = None
 
     def __enter__(self):
-        return self.start()
+        # SIGTERM (kill, a CI timeout) would end the interpreter without running __exit__ and
+        # leave the graph's processes running: turn it into SystemExit while the graph is up.
+        self._old_sigterm = None
+        if threading.current_thread() is threading.main_thread():
+            self._old_sigterm = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        try:
+            return self.start()
+        except BaseException:
+            self._restore_sigterm()
+            raise
 
     def __exit__(self, *exc):
-        self.stop()
+        try:
+            self.stop()
+        finally:
+            self._restore_sigterm()
         return False
+
+    def _restore_sigterm(self) -> None:
+        if getattr(self, '_old_sigterm', None) is not None:
+            signal.signal(signal.SIGTERM, self._old_sigterm)
+            self._old_sigterm = None
 
     # ------------------------------------------------------------------ plumbing
     def _keep(self, key):
