@@ -1,16 +1,12 @@
 """When is the active sub-goal done? Decided from the measured state only (no ground truth).
 
-A sub-goal is complete when the tool is within ``reach_tol`` of its target and has come to rest
-(moving slower than ``still_speed``: the arm has finished its approach, so the error left is
-what the motor policy converged to, not a snapshot of it passing within ``reach_tol``) or has
-stayed within ``reach_tol`` for ``max_dwell`` s (a policy that dithers near the target never
-rests) and, for skills that move the gripper, the gripper has settled in the commanded state, for
-``hold_steps`` consecutive updates. A sub-goal that makes no progress for ``timeout`` seconds
-is reported stale (the strategic planner then re-plans): progress is the tool getting
-``progress_tol`` closer to the target than it has been, or the gripper moving. Slow but steady
-execution (a loaded machine, a slow arm) is never mistaken for a stuck one; a sub-goal
-re-planned while it was still being executed would replace the plan with one made from a
-half-done scene.
+A sub-goal is complete when the tool is within ``reach_tol`` of its target and, for skills that
+move the gripper, the gripper has settled in the commanded state, for ``hold_steps`` consecutive
+updates. A sub-goal that makes no progress for ``timeout`` seconds is reported stale (the
+strategic planner then re-plans): progress is the tool getting ``progress_tol`` closer to the
+target than it has been, or the gripper moving. Slow but steady execution (a loaded machine, a
+slow arm) is never mistaken for a stuck one; a sub-goal re-planned while it was still being
+executed would replace the plan with one made from a half-done scene.
 """
 from typing import Optional
 
@@ -21,10 +17,8 @@ GRIPPER_SKILLS = {'grasp': True, 'release': False}  # skill -> wants closed
 
 class SubgoalProgress:
     def __init__(self, reach_tol: float = 0.01, settle_tol: float = 0.02, hold_steps: int = 2,
-                 timeout: float = 20.0, progress_tol: float = 0.005, still_speed: float = 0.001,
-                 max_dwell: float = 1.0):
-        self.reach_tol, self.settle_tol, self.still_speed = reach_tol, settle_tol, still_speed
-        self.max_dwell = max_dwell
+                 timeout: float = 20.0, progress_tol: float = 0.005):
+        self.reach_tol, self.settle_tol = reach_tol, settle_tol
         self.hold_steps, self.timeout = hold_steps, timeout
         self.progress_tol = progress_tol
         self.reset(None)
@@ -32,8 +26,6 @@ class SubgoalProgress:
     def reset(self, started_at: Optional[float]) -> None:
         self.started_at = started_at   # of the sub-goal, then of its last progress
         self.prev_g = None
-        self.prev_tool = None  # (time, tool position) of the last update
-        self.within_since = None  # since when the tool has been within reach_tol
         self.count = 0
         self.best = None      # closest distance to the target so far (m)
         self.best_g = None    # gripper when progress was last seen
@@ -44,19 +36,8 @@ class SubgoalProgress:
             self.started_at = now
         settled = self.prev_g is not None and abs(gripper - self.prev_g) < self.settle_tol
         self.prev_g = gripper
-        tool_pos = np.asarray(tool_pos, float)
-        still = False
-        if self.prev_tool is not None and now > self.prev_tool[0]:
-            speed = float(np.linalg.norm(tool_pos - self.prev_tool[1])) / (now - self.prev_tool[0])
-            still = speed < self.still_speed
-        elif self.prev_tool is not None:   # the same instant again: judged as the last one was
-            still = self.count > 0
-        self.prev_tool = (now, tool_pos)
-        dist = float(np.linalg.norm(np.asarray(target_pos) - tool_pos))
-        within = dist < self.reach_tol
-        self.within_since = (self.within_since if self.within_since is not None else now) \
-            if within else None
-        reached = within and (still or now - self.within_since >= self.max_dwell)
+        dist = float(np.linalg.norm(np.asarray(target_pos) - np.asarray(tool_pos)))
+        reached = dist < self.reach_tol
         if self.best is None or dist < self.best - self.progress_tol \
                 or abs(gripper - self.best_g) > self.settle_tol:
             self.best, self.best_g, self.started_at = dist if self.best is None else \
