@@ -71,6 +71,7 @@ class GraphSession:
         self.keep_frames = keep_frames
         self.procs: Optional[GraphProcesses] = None
         self.node = None
+        self._old_sigterm = None   # the SIGTERM handler replaced while the graph is up
         # a running node silent on /diagnostics (1 Hz) for this long is reported hung; 0 = off
         self.hang_timeout = hang_timeout
         self._judging = False   # hang checks run once the graph is up (see _start)
@@ -216,7 +217,6 @@ class GraphSession:
     def __enter__(self):
         # SIGTERM (kill, a CI timeout) would end the interpreter without running __exit__ and
         # leave the graph's processes running: turn it into SystemExit while the graph is up.
-        self._old_sigterm = None
         if threading.current_thread() is threading.main_thread():
             self._old_sigterm = signal.signal(signal.SIGTERM, _exit_on_sigterm)
         try:
@@ -233,7 +233,7 @@ class GraphSession:
         return False
 
     def _restore_sigterm(self) -> None:
-        if getattr(self, '_old_sigterm', None) is not None:
+        if self._old_sigterm is not None:
             signal.signal(signal.SIGTERM, self._old_sigterm)
             self._old_sigterm = None
 
