@@ -71,6 +71,34 @@ def test_subgoal_progress_needs_reach_and_settled_gripper():
     assert q.update(1.5, 'lift', [0, 0, 1], far, 0.0) == 'stale'
 
 
+def test_a_motion_subgoal_is_done_once_the_tool_rests_or_has_dwelt_near_its_target():
+    p = SubgoalProgress(reach_tol=0.01, hold_steps=2, timeout=5.0, still_speed=0.001)
+    target = np.array([0.5, 0.0, 0.2])
+    # sweeping through the 1 cm ball at 5 cm/s: within reach_tol, never at rest
+    for k in range(6):
+        tool = target + [0.0, 0.0, 0.008 - 0.002 * k]
+        assert p.update(0.1 + 0.04 * k, 'move_to', target, tool, 0.0) == 'active', k
+    # converging: 0.5 mm/s (slower than still_speed) for two updates -> done
+    assert p.update(0.40, 'move_to', target, target + [0, 0, 0.0003], 0.0) == 'active'
+    assert p.update(0.50, 'move_to', target, target + [0, 0, 0.00025], 0.0) == 'active'
+    assert p.update(0.60, 'move_to', target, target + [0, 0, 0.0002], 0.0) == 'done'
+    # dithering at 8 cm/s (a stochastic expert), in and out of the 1 cm ball: done once it
+    # has spent max_dwell = 1 s in all within reach_tol
+    q = SubgoalProgress(reach_tol=0.01, hold_steps=2, timeout=50.0, still_speed=0.001,
+                        max_dwell=1.0)
+    offsets = [0.004, -0.004, 0.004, 0.012]  # three updates within, one outside, repeated
+    states = [q.update(0.125 * k, 'move_to', target, target + [0.0, 0.0, offsets[k % 4]],
+                       0.0) for k in range(24)]
+    # within-time grows 0.25 s per 4 updates: 1 s at update 14 (then out of the ball at 15),
+    # within and dwelt at 16 and 17 (hold_steps 2)
+    assert 'done' not in states[:17] and states[17] == 'done', states
+    # a gripper skill asks no rest of the tool: release is done once the gripper has opened
+    r = SubgoalProgress(reach_tol=0.01, hold_steps=2, timeout=50.0, still_speed=0.001)
+    states = [r.update(0.1 * k, 'release', target, target + [0.0, 0.0, 0.004 * (-1) ** k],
+                       0.0) for k in range(4)]
+    assert states == ['active', 'active', 'done', 'done'], states
+
+
 def test_slow_but_steady_progress_is_not_stale():
     # a loaded machine: the tool creeps towards the target, 1 cm per 0.9 s, for 9 s
     q = SubgoalProgress(timeout=1.0, progress_tol=0.005)
