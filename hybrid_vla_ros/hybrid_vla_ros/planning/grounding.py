@@ -120,21 +120,34 @@ def cell_to_pixel(row: int, col: int, off_u: float, off_v: float) -> tuple:
 
 
 @torch.no_grad()
-def locate(head: GroundingHead, dense: torch.Tensor, name: str) -> dict:
-    """Best cell of one referent: pixel (u, v) at 128 px, yaw, height and confidence (the
-    probability that this cell holds the centre of a ``name``)."""
+def locate_candidates(head: GroundingHead, dense: torch.Tensor, name: str, k: int = 1) -> list:
+    """The ``k`` best cells of one referent, best first, each 3 x 3 neighbourhood taken once:
+    dicts with the pixel (u, v) at 128 px, yaw, height and confidence (the probability mass of
+    the cell and its neighbours: centres straddle cell borders)."""
     score = head.heatmap(dense[:1], name)[0]
-    k = int(score.argmax())
-    row, col = divmod(k, GRID)
+    prob_map = score.exp()
+    free = score.clone()
     reg = head.regressions(dense[:1])
-    ou, ov = (float(v) for v in reg['offset'][0, :, row, col])
-    u, v = cell_to_pixel(row, col, ou, ov)
-    c4, s4 = (float(v) for v in reg['yaw4'][0, :, row, col])
-    yaw = math.atan2(s4, c4) / 4.0
-    # centres straddle cell borders: add the neighbours' probability mass
-    prob = score.exp()[max(0, row - 1):row + 2, max(0, col - 1):col + 2].sum()
-    return {'pixel': (u, v), 'yaw': yaw, 'height': float(reg['height'][0, row, col]),
-            'confidence': float(min(1.0, prob))}
+    out = []
+    for _ in range(max(1, int(k))):
+        i = int(free.argmax())
+        row, col = divmod(i, GRID)
+        if out and not bool(torch.isfinite(free[row, col])):
+            break  # every cell taken
+        near = (slice(max(0, row - 1), row + 2), slice(max(0, col - 1), col + 2))
+        ou, ov = (float(v) for v in reg['offset'][0, :, row, col])
+        u, v = cell_to_pixel(row, col, ou, ov)
+        c4, s4 = (float(v) for v in reg['yaw4'][0, :, row, col])
+        out.append({'pixel': (u, v), 'yaw': math.atan2(s4, c4) / 4.0,
+                    'height': float(reg['height'][0, row, col]),
+                    'confidence': float(min(1.0, prob_map[near].sum()))})
+        free[near] = -math.inf
+    return out
+
+
+def locate(head: GroundingHead, dense: torch.Tensor, name: str) -> dict:
+    """Best cell of one referent (the first of :func:`locate_candidates`)."""
+    return locate_candidates(head, dense, name, 1)[0]
 
 
 def known_center_height(name: str) -> float | None:

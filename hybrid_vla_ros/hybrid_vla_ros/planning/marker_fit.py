@@ -10,8 +10,13 @@ real sphere's visible surface is not exactly of its nominal radius: a tessellate
 smaller), kept only if that radius stays within ``radius_tol`` of the known one. A window with
 too few points falls back to the cap's mean pushed 2r/3 along the view ray (the mean depth of
 a cap sampled uniformly over its projected disc).
+
+``fit_marker`` also says how well the depth supports a marker there: the fraction of the cap
+points within ``inlier_tol`` of the known-radius sphere at the centre (near 1 on the marker,
+low on a cube face, a finger or the table), which the planner uses to pick among the heatmap's
+peaks.
 """
-from typing import Tuple
+from typing import NamedTuple, Tuple
 
 import numpy as np
 
@@ -57,10 +62,35 @@ def _fit(points: np.ndarray, centre: np.ndarray, radius: float, free_radius: boo
     return c, r
 
 
+class MarkerFit(NamedTuple):
+    """A marker centre from depth and how well the depth supports it."""
+    centre: np.ndarray       # (3,) base frame
+    n_points: int            # depth points on the cap
+    inlier_fraction: float   # of those within ``inlier_tol`` of the known-radius sphere at
+    #                          ``centre``; nan when too few points to judge (the cap-mean guess)
+
+
+def fit_marker(camera: CameraModel, depth: np.ndarray, u: float, v: float, radius: float,
+               inlier_tol: float = 1e-3, radius_tol: float = 0.1) -> MarkerFit:
+    """:func:`marker_centre` with its support: a spherical marker of ``radius`` seen at (u, v)
+    puts nearly every cap point within ``inlier_tol`` of the sphere (inlier fraction near 1);
+    a cube face, a finger or the table does not."""
+    pts = cap_points(camera, depth, u, v, radius)
+    centre = _centre(camera, pts, radius, inlier_tol, radius_tol)
+    if len(pts) < MIN_POINTS:
+        return MarkerFit(centre, len(pts), float('nan'))
+    resid = np.abs(np.linalg.norm(pts - centre, axis=1) - radius)
+    return MarkerFit(centre, len(pts), float(np.mean(resid <= inlier_tol)))
+
+
 def marker_centre(camera: CameraModel, depth: np.ndarray, u: float, v: float, radius: float,
                   inlier_tol: float = 1e-3, radius_tol: float = 0.1) -> np.ndarray:
     """The marker's centre (3,) in the base frame (see the module docstring)."""
-    pts = cap_points(camera, depth, u, v, radius)
+    return fit_marker(camera, depth, u, v, radius, inlier_tol, radius_tol).centre
+
+
+def _centre(camera: CameraModel, pts: np.ndarray, radius: float, inlier_tol: float,
+            radius_tol: float) -> np.ndarray:
     origin = camera.T_base_camera[:3, 3]
     mean = pts.mean(0)
     ray = (mean - origin) / np.linalg.norm(mean - origin)

@@ -16,7 +16,9 @@ Pipeline (every backend shares steps 2-4, so all outputs are validated the same 
    (``camera_model.CameraModel``) onto the plane of the object's known centre height (cubes,
    cylinders, pads, the wall), or for the free-floating target marker onto the predicted height
    (or, given a depth image, the least-squares fit of a sphere of the marker's radius to the
-   depth points around the pixel: ``marker_fit.marker_centre``);
+   depth points around the pixel, ``marker_fit.fit_marker``, trying the heatmap's best peaks
+   until one's depth fits that sphere: a gripper finger or a cube edge can outscore a partly
+   hidden marker in RGB, not in depth);
 4. ``compile_plan`` turns the symbolic steps + grounded poses into target poses with the scripted
    expert's conventions (hover, lift and place heights, top-down grasp yaw), so the motor level
    sees the same kind of targets as in training; ``validate_plan`` checks the result.
@@ -40,12 +42,20 @@ from ..domain.types import SubGoal
 from ..domain.vocabulary import half_height_of
 from .backbones import ImageFeatures, TextFeatures, image_to_tensor
 from .camera_model import CameraModel
-from .grounding import GroundingConfig, GroundingHead, known_center_height, locate
-from .marker_fit import marker_centre
+from .grounding import (
+    GroundingConfig,
+    GroundingHead,
+    known_center_height,
+    locate,
+    locate_candidates,
+)
+from .marker_fit import fit_marker
 from .skills import Plan, PlanningError, object_kind, validate_plan, validate_steps
 from .subgoal_decoder import DecoderConfig, SubgoalDecoder, tokens_to_steps
 
 TARGET_MARKER_RADIUS = 0.012   # m, the sim's reach/detour marker sphere (arm_sim 'target_geom')
+MARKER_CANDIDATES = 5   # heatmap peaks tried against the depth for the floating marker
+MARKER_MIN_SUPPORT = 0.8   # cap points on the marker's sphere for a peak to be the marker
 
 
 # ----------------------------------------------------------------------------- plan compiler
@@ -235,16 +245,48 @@ class StrategicPlanner:
         sx, sy = camera.width / x.shape[-1], camera.height / x.shape[-2]
         scene = {}
         for name in dict.fromkeys(names):
-            loc = locate(self.grounding, dense, name)
-            u, v = (loc['pixel'][0] + 0.5) * sx - 0.5, (loc['pixel'][1] + 0.5) * sy - 0.5
             z = known_center_height(name)
             if depth is not None and z is None:
-                pos = marker_centre(camera, depth, u, v, TARGET_MARKER_RADIUS)
-            else:
-                pos = camera.pixel_to_plane(u, v, loc['height'] if z is None else z)
+                scene[name] = self._ground_marker(dense, name, camera, depth, (sx, sy))
+                continue
+            loc = locate(self.grounding, dense, name)
+            u, v = (loc['pixel'][0] + 0.5) * sx - 0.5, (loc['pixel'][1] + 0.5) * sy - 0.5
+            pos = camera.pixel_to_plane(u, v, loc['height'] if z is None else z)
             scene[name] = {'pos': pos, 'yaw': loc['yaw'], 'pixel': (u, v),
                            'confidence': loc['confidence']}
         return scene
+
+    def _ground_marker(self, dense, name: str, camera: CameraModel, depth: np.ndarray,
+                       scale: tuple) -> dict:
+        """The floating marker from the heatmap and the depth image: the best of the
+        ``MARKER_CANDIDATES`` heatmap peaks (at least ``min_grounding_confidence``) whose depth
+        cap fits the marker's sphere (inlier fraction >= ``MARKER_MIN_SUPPORT``), with
+        confidence max(heatmap, support): the sphere is evidence of its own. Without such a
+        peak, the best one, at confidence 0 when the depth refutes it (enough points, off the
+        sphere: a hidden or partly hidden marker, whose fit lands on what hides it), so the
+        plan is refused rather than sent to the wrong place."""
+        found = []
+        for loc in locate_candidates(self.grounding, dense, name, MARKER_CANDIDATES):
+            if found and loc['confidence'] < self.min_conf:
+                break
+            u = (loc['pixel'][0] + 0.5) * scale[0] - 0.5
+            v = (loc['pixel'][1] + 0.5) * scale[1] - 0.5
+            try:
+                fit = fit_marker(camera, depth, u, v, TARGET_MARKER_RADIUS)
+            except PlanningError:  # no valid depth around this peak
+                continue
+            support = fit.inlier_fraction
+            entry = {'pos': fit.centre, 'yaw': loc['yaw'], 'pixel': (u, v),
+                     'confidence': loc['confidence'], 'depth_support': support}
+            if support >= MARKER_MIN_SUPPORT:  # nan (too few points to judge) is not
+                entry['confidence'] = max(loc['confidence'], support)
+                return entry
+            if support == support:  # refuted: the depth there is not the marker's sphere
+                entry['confidence'] = 0.0
+            found.append(entry)
+        if not found:
+            raise PlanningError(f'no valid depth around the {name}')
+        return found[0]
 
     # ----------------------------------------------------------------- planning
     def plan(self, instruction: str, image: np.ndarray, camera_info, depth=None,
