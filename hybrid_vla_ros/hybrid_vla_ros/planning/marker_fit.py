@@ -13,8 +13,9 @@ a cap sampled uniformly over its projected disc).
 
 ``fit_marker`` also says how well the depth supports a marker there: the fraction of the cap
 points within ``inlier_tol`` of the known-radius sphere at the centre (near 1 on the marker,
-low on a cube face, a finger or the table), which the planner uses to pick among the heatmap's
-peaks.
+low on a cube face, a finger or the table; 0 on a flat patch), which the planner uses to pick
+among the heatmap's peaks; where the nearest surface is not the sphere it also tries the
+surfaces behind it in the window (a marker partly hidden by a finger).
 """
 from typing import NamedTuple, Tuple
 
@@ -30,18 +31,36 @@ def cap_points(camera: CameraModel, depth: np.ndarray, u: float, v: float, radiu
                half: int = 4) -> np.ndarray:
     """(N, 3) base-frame points of the nearest surface in the (2 half + 1)^2 window around
     pixel (u, v); the nearest depth is taken in the 5 x 5 window at the pixel."""
+    return cap_layers(camera, depth, u, v, radius, half, 1)[0]
+
+
+def cap_layers(camera: CameraModel, depth: np.ndarray, u: float, v: float, radius: float,
+               half: int = 4, max_layers: int = 12) -> list:
+    """Candidate cap surfaces in the (2 half + 1)^2 window around pixel (u, v), as (N, 3)
+    base-frame point arrays: first the nearest surface at the pixel (:func:`cap_points`), then
+    the window's depth slabs one radius thick, starting a third of a radius apart from the
+    window's nearest depth, nearest first (a marker partly behind a finger is one of them)."""
     depth = np.asarray(depth, float)
     h, w = depth.shape[:2]
     r0, c0 = int(np.clip(round(v), 0, h - 1)), int(np.clip(round(u), 0, w - 1))
     core = depth[max(0, r0 - 2):r0 + 3, max(0, c0 - 2):c0 + 3]
     if not np.any(np.isfinite(core)):
         raise PlanningError('no valid depth around the target marker')
-    near = np.nanmin(core)
     rows, cols = slice(max(0, r0 - half), r0 + half + 1), slice(max(0, c0 - half), c0 + half + 1)
     win = depth[rows, cols]
-    rr, cc = np.nonzero(np.isfinite(win) & (win <= near + radius))
-    return np.array([camera.pixel_depth_to_base(c + cols.start, r + rows.start,
-                                                win[r, c]) for r, c in zip(rr, cc)])
+    ok = np.isfinite(win)
+
+    def points(sel):
+        rr, cc = np.nonzero(sel)
+        return np.array([camera.pixel_depth_to_base(c + cols.start, r + rows.start, win[r, c])
+                         for r, c in zip(rr, cc)]).reshape(-1, 3)
+
+    layers = [points(ok & (win <= np.nanmin(core) + radius))]
+    lo = win[ok].min()
+    starts = lo + radius / 3.0 * np.unique(np.floor((win[ok] - lo) / (radius / 3.0)))
+    for near in starts[:max_layers - 1]:
+        layers.append(points(ok & (win >= near) & (win <= near + radius)))
+    return layers
 
 
 def _fit(points: np.ndarray, centre: np.ndarray, radius: float, free_radius: bool,
@@ -71,22 +90,47 @@ class MarkerFit(NamedTuple):
 
 
 def fit_marker(camera: CameraModel, depth: np.ndarray, u: float, v: float, radius: float,
-               inlier_tol: float = 1e-3, radius_tol: float = 0.1) -> MarkerFit:
+               inlier_tol: float = 1e-3, radius_tol: float = 0.1,
+               min_support: float = 0.8) -> MarkerFit:
     """:func:`marker_centre` with its support: a spherical marker of ``radius`` seen at (u, v)
     puts nearly every cap point within ``inlier_tol`` of the sphere (inlier fraction near 1);
-    a cube face, a finger or the table does not."""
-    pts = cap_points(camera, depth, u, v, radius)
-    centre = _centre(camera, pts, radius, inlier_tol, radius_tol)
-    if len(pts) < MIN_POINTS:
-        return MarkerFit(centre, len(pts), float('nan'))
-    resid = np.abs(np.linalg.norm(pts - centre, axis=1) - radius)
-    return MarkerFit(centre, len(pts), float(np.mean(resid <= inlier_tol)))
+    a cube face, a finger or the table does not (a flat patch, within half ``inlier_tol`` of a
+    plane, has support 0: a small one fits a sphere too). The surfaces of :func:`cap_layers`
+    are tried nearest first; the first whose fit has ``min_support`` is returned, else the nearest
+    surface's fit (or its cap-mean guess, support nan, when it has too few points)."""
+    layers = cap_layers(camera, depth, u, v, radius)
+    first = None
+    for pts in layers:
+        if len(pts) < MIN_POINTS:
+            continue
+        centre = _centre(camera, pts, radius, inlier_tol, radius_tol)
+        resid = np.abs(np.linalg.norm(pts - centre, axis=1) - radius)
+        support = float(np.mean(resid <= inlier_tol))
+        if _plane_rms(pts) < 0.5 * inlier_tol:
+            support = 0.0   # flat: a small enough patch of a face fits any sphere
+        fit = MarkerFit(centre, len(pts), support)
+        if fit.inlier_fraction >= min_support:
+            return fit
+        if pts is layers[0]:
+            first = fit
+    if first is not None:
+        return first
+    pts = layers[0]
+    return MarkerFit(_centre(camera, pts, radius, inlier_tol, radius_tol), len(pts),
+                     float('nan'))
+
+
+def _plane_rms(pts: np.ndarray) -> float:
+    """RMS distance of the points from their least-squares plane."""
+    return float(np.linalg.svd(pts - pts.mean(0), compute_uv=False)[-1] / np.sqrt(len(pts)))
 
 
 def marker_centre(camera: CameraModel, depth: np.ndarray, u: float, v: float, radius: float,
                   inlier_tol: float = 1e-3, radius_tol: float = 0.1) -> np.ndarray:
-    """The marker's centre (3,) in the base frame (see the module docstring)."""
-    return fit_marker(camera, depth, u, v, radius, inlier_tol, radius_tol).centre
+    """The marker's centre (3,) in the base frame from the nearest surface at (u, v) (see the
+    module docstring)."""
+    pts = cap_points(camera, depth, u, v, radius)
+    return _centre(camera, pts, radius, inlier_tol, radius_tol)
 
 
 def _centre(camera: CameraModel, pts: np.ndarray, radius: float, inlier_tol: float,

@@ -272,7 +272,8 @@ class StrategicPlanner:
             u = (loc['pixel'][0] + 0.5) * scale[0] - 0.5
             v = (loc['pixel'][1] + 0.5) * scale[1] - 0.5
             try:
-                fit = fit_marker(camera, depth, u, v, TARGET_MARKER_RADIUS)
+                fit = fit_marker(camera, depth, u, v, TARGET_MARKER_RADIUS,
+                                 min_support=MARKER_MIN_SUPPORT)
             except PlanningError:  # no valid depth around this peak
                 continue
             support = fit.inlier_fraction
