@@ -55,12 +55,16 @@ def cap_layers(camera: CameraModel, depth: np.ndarray, u: float, v: float, radiu
         return np.array([camera.pixel_depth_to_base(c + cols.start, r + rows.start, win[r, c])
                          for r, c in zip(rr, cc)]).reshape(-1, 3)
 
-    layers = [points(ok & (win <= np.nanmin(core) + radius))]
-    lo = win[ok].min()
-    starts = lo + radius / 3.0 * np.unique(np.floor((win[ok] - lo) / (radius / 3.0)))
-    for near in starts[:max_layers - 1]:
-        layers.append(points(ok & (win >= near) & (win <= near + radius)))
-    return layers
+    masks = [ok & (win <= np.nanmin(core) + radius)]
+    if max_layers > 1:
+        lo = win[ok].min()
+        for near in lo + radius / 3.0 * np.unique(np.floor((win[ok] - lo) / (radius / 3.0))):
+            sel = ok & (win >= near) & (win <= near + radius)
+            if not any(np.array_equal(sel, m) for m in masks):   # each surface fitted once
+                masks.append(sel)
+            if len(masks) >= max_layers:
+                break
+    return [points(m) for m in masks]
 
 
 def _fit(points: np.ndarray, centre: np.ndarray, radius: float, free_radius: bool,
@@ -99,8 +103,8 @@ def fit_marker(camera: CameraModel, depth: np.ndarray, u: float, v: float, radiu
     are tried nearest first; the first whose fit has ``min_support`` is returned, else the nearest
     surface's fit (or its cap-mean guess, support nan, when it has too few points)."""
     layers = cap_layers(camera, depth, u, v, radius)
-    first = None
-    for pts in layers:
+    nearest = None
+    for i, pts in enumerate(layers):
         if len(pts) < MIN_POINTS:
             continue
         centre = _centre(camera, pts, radius, inlier_tol, radius_tol)
@@ -109,12 +113,12 @@ def fit_marker(camera: CameraModel, depth: np.ndarray, u: float, v: float, radiu
         if _plane_rms(pts) < 0.5 * inlier_tol:
             support = 0.0   # flat: a small enough patch of a face fits any sphere
         fit = MarkerFit(centre, len(pts), support)
-        if fit.inlier_fraction >= min_support:
+        if support >= min_support:
             return fit
-        if pts is layers[0]:
-            first = fit
-    if first is not None:
-        return first
+        if i == 0:
+            nearest = fit
+    if nearest is not None:
+        return nearest
     pts = layers[0]
     return MarkerFit(_centre(camera, pts, radius, inlier_tol, radius_tol), len(pts),
                      float('nan'))

@@ -30,6 +30,7 @@ This module is the facade: ``StrategicPlanner`` runs the pipeline, ``compile_pla
 from __future__ import annotations
 
 from dataclasses import asdict
+import math
 from pathlib import Path
 import time
 
@@ -56,6 +57,11 @@ from .subgoal_decoder import DecoderConfig, SubgoalDecoder, tokens_to_steps
 TARGET_MARKER_RADIUS = 0.012   # m, the sim's reach/detour marker sphere (arm_sim 'target_geom')
 MARKER_CANDIDATES = 5   # heatmap peaks tried against the depth for the floating marker
 MARKER_MIN_SUPPORT = 0.8   # cap points on the marker's sphere for a peak to be the marker
+
+
+def _to_camera_pixel(pixel: tuple, scale: tuple) -> tuple:
+    """A pixel of the grounding head's 128 px image -> the camera image's (ROS centres)."""
+    return (pixel[0] + 0.5) * scale[0] - 0.5, (pixel[1] + 0.5) * scale[1] - 0.5
 
 
 # ----------------------------------------------------------------------------- plan compiler
@@ -250,7 +256,7 @@ class StrategicPlanner:
                 scene[name] = self._ground_marker(dense, name, camera, depth, (sx, sy))
                 continue
             loc = locate(self.grounding, dense, name)
-            u, v = (loc['pixel'][0] + 0.5) * sx - 0.5, (loc['pixel'][1] + 0.5) * sy - 0.5
+            u, v = _to_camera_pixel(loc['pixel'], (sx, sy))
             pos = camera.pixel_to_plane(u, v, loc['height'] if z is None else z)
             scene[name] = {'pos': pos, 'yaw': loc['yaw'], 'pixel': (u, v),
                            'confidence': loc['confidence']}
@@ -265,12 +271,11 @@ class StrategicPlanner:
         peak, the best one, at confidence 0 when the depth refutes it (enough points, off the
         sphere: a hidden or partly hidden marker, whose fit lands on what hides it), so the
         plan is refused rather than sent to the wrong place."""
-        found = []
+        best = None
         for loc in locate_candidates(self.grounding, dense, name, MARKER_CANDIDATES):
-            if found and loc['confidence'] < self.min_conf:
+            if best is not None and loc['confidence'] < self.min_conf:
                 break
-            u = (loc['pixel'][0] + 0.5) * scale[0] - 0.5
-            v = (loc['pixel'][1] + 0.5) * scale[1] - 0.5
+            u, v = _to_camera_pixel(loc['pixel'], scale)
             try:
                 fit = fit_marker(camera, depth, u, v, TARGET_MARKER_RADIUS,
                                  min_support=MARKER_MIN_SUPPORT)
@@ -282,12 +287,12 @@ class StrategicPlanner:
             if support >= MARKER_MIN_SUPPORT:  # nan (too few points to judge) is not
                 entry['confidence'] = max(loc['confidence'], support)
                 return entry
-            if support == support:  # refuted: the depth there is not the marker's sphere
+            if not math.isnan(support):  # refuted: the depth there is not the marker's sphere
                 entry['confidence'] = 0.0
-            found.append(entry)
-        if not found:
+            best = entry if best is None else best
+        if best is None:
             raise PlanningError(f'no valid depth around the {name}')
-        return found[0]
+        return best
 
     # ----------------------------------------------------------------- planning
     def plan(self, instruction: str, image: np.ndarray, camera_info, depth=None,
