@@ -17,6 +17,7 @@ import torch
 
 from hybrid_vla_ros.domain.seeds import EVAL_SEED_START
 from hybrid_vla_ros.evaluation.motor_eval import evaluate_motor
+from hybrid_vla_ros.evaluation.stats import format_rate
 from hybrid_vla_ros.robot import DEFAULT_ROBOT
 
 
@@ -41,8 +42,8 @@ def main():
     rows = []
     print(f'reach, {a.episodes} episodes from seed {a.seed}, closed loop, 1 mm tolerance, '
           f'refiner temperature {1.0 if a.temperature is None else a.temperature}')
-    print('| bins | refinement | ensemble | median error (mm) | p95 error (mm) | success@1mm | '
-          'inference p50 (ms) |')
+    print('| bins | refinement | ensemble | median error (mm) | p95 error (mm) | '
+          'success@1mm (95% CI) | inference p50 (ms) |')
     print('|---|---|---|---|---|---|---|')
     for m in sorted({1, a.ensemble}):
         for b in [int(x) for x in a.bins.split(',')]:
@@ -53,7 +54,7 @@ def main():
                 rows.append(r)
                 label = 'coarse only' if k == 0 else f'coarse + {k} flow steps'
                 print(f"| {b} | {label} | {m} | {r['median_error_mm']:.3f} | "
-                      f"{r['p95_error_mm']:.3f} | {100 * r['success_rate']:.0f}% | "
+                      f"{r['p95_error_mm']:.3f} | {format_rate(r)} | "
                       f"{r['inference_ms_p50']:.2f} |", flush=True)
     sweep = []
     for k in [int(x) for x in a.sweep.split(',')]:
@@ -62,7 +63,7 @@ def main():
                            ensemble=a.ensemble, temperature=a.temperature, robot=a.robot)
         sweep.append(r)
         print(f"K={k}: median {r['median_error_mm']:.3f} mm, p95 {r['p95_error_mm']:.3f} mm, "
-              f"success {100 * r['success_rate']:.0f}%, {r['inference_ms_p50']:.2f} ms",
+              f"success {format_rate(r)}, {r['inference_ms_p50']:.2f} ms",
               flush=True)
     if a.plot:
         import matplotlib

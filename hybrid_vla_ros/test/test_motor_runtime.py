@@ -71,32 +71,62 @@ def test_subgoal_progress_needs_reach_and_settled_gripper():
     assert q.update(1.5, 'lift', [0, 0, 1], far, 0.0) == 'stale'
 
 
-def test_a_motion_subgoal_is_done_once_the_tool_rests_or_has_dwelt_near_its_target():
-    p = SubgoalProgress(reach_tol=0.01, hold_steps=2, timeout=5.0, still_speed=0.001)
+def test_a_motion_subgoal_is_done_once_the_tool_rests_or_has_stopped_closing_in():
+    p = SubgoalProgress(reach_tol=0.01, hold_steps=2, timeout=5.0, still_speed=0.001,
+                        rest_window=0.2)
     target = np.array([0.5, 0.0, 0.2])
     # sweeping through the 1 cm ball at 5 cm/s: within reach_tol, never at rest
     for k in range(6):
         tool = target + [0.0, 0.0, 0.008 - 0.002 * k]
         assert p.update(0.1 + 0.04 * k, 'move_to', target, tool, 0.0) == 'active', k
-    # converging: 0.5 mm/s (slower than still_speed) for two updates -> done
-    assert p.update(0.40, 'move_to', target, target + [0, 0, 0.0003], 0.0) == 'active'
-    assert p.update(0.50, 'move_to', target, target + [0, 0, 0.00025], 0.0) == 'active'
-    assert p.update(0.60, 'move_to', target, target + [0, 0, 0.0002], 0.0) == 'done'
-    # dithering at 8 cm/s (a stochastic expert), in and out of the 1 cm ball: done once it
-    # has spent max_dwell = 1 s in all within reach_tol
+    # converging at 0.5 mm/s (slower than still_speed): at rest once a whole 0.2 s window is
+    # slow (from 0.60), done on the second such update (hold_steps 2)
+    states = [p.update(t, 'move_to', target, target + [0, 0, z], 0.0) for t, z in
+              ((0.40, 0.0003), (0.50, 0.00025), (0.60, 0.0002), (0.70, 0.00015))]
+    assert states == ['active', 'active', 'active', 'done'], states
+    # an oscillation (period 0.4 s, 3 mm amplitude) sampled at its turning points, where it is
+    # slow between two updates: not at rest, so not done while its closest approach improves
+    o = SubgoalProgress(reach_tol=0.01, hold_steps=2, timeout=50.0, still_speed=0.001,
+                        max_dwell=1.0, rest_window=0.2)
+    pts = [0.003, 0.003, -0.003, -0.003]   # turning point, 50 ms there, the other one, ...
+    states = [o.update(0.2 * (k // 2) + 0.05 * (k % 2), 'move_to', target,
+                       target + [0.0, 0.0, pts[k % 4]], 0.0) for k in range(8)]
+    assert 'done' not in states, states
+    # dithering at 8 cm/s (a stochastic expert), in and out of the 1 cm ball, never closer than
+    # 4 mm: done once it has spent max_dwell = 1 s within reach_tol since its closest approach
     q = SubgoalProgress(reach_tol=0.01, hold_steps=2, timeout=50.0, still_speed=0.001,
                         max_dwell=1.0)
     offsets = [0.004, -0.004, 0.004, 0.012]  # three updates within, one outside, repeated
     states = [q.update(0.125 * k, 'move_to', target, target + [0.0, 0.0, offsets[k % 4]],
                        0.0) for k in range(24)]
-    # within-time grows 0.25 s per 4 updates: 1 s at update 14 (then out of the ball at 15),
-    # within and dwelt at 16 and 17 (hold_steps 2)
+    # within-time grows 0.25 s per 4 updates from the first (closest) one: 1 s at update 14
+    # (then out of the ball at 15), within and dwelt at 16 and 17 (hold_steps 2)
     assert 'done' not in states[:17] and states[17] == 'done', states
+    # converging slowly inside the ball (the distance shrinking 25% per 0.25 s, too fast for
+    # rest): the dwell clock restarts at every closer approach, so it is never cut short
+    c = SubgoalProgress(reach_tol=0.01, hold_steps=2, timeout=50.0, still_speed=0.0001,
+                        max_dwell=1.0)
+    states = [c.update(0.25 * k, 'move_to', target, target + [0.0, 0.0, 0.008 * 0.75 ** k],
+                       0.0) for k in range(16)]
+    assert 'done' not in states, states
     # a gripper skill asks no rest of the tool: release is done once the gripper has opened
     r = SubgoalProgress(reach_tol=0.01, hold_steps=2, timeout=50.0, still_speed=0.001)
     states = [r.update(0.1 * k, 'release', target, target + [0.0, 0.0, 0.004 * (-1) ** k],
                        0.0) for k in range(4)]
     assert states == ['active', 'active', 'done', 'done'], states
+    # a transit skill (a way-station) is done on reaching the ball, sweeping into it at
+    # 10 cm/s; the same sweep on a precision skill is not (it asks rest or a stopped approach)
+    for skill, want in (('lift', 'done'), ('move_above', 'done'), ('retreat', 'done'),
+                        ('descend', 'active'), ('place', 'active'), ('touch', 'active')):
+        s = SubgoalProgress(reach_tol=0.01, hold_steps=2, timeout=50.0, still_speed=0.001)
+        states = [s.update(0.04 * k, skill, target, target + [0.0, 0.0, 0.012 - 0.004 * k],
+                           0.0) for k in range(3)]
+        assert states[:2] == ['active', 'active'] and states[2] == want, (skill, states)
+    # with transit_rest it asks rest too
+    s = SubgoalProgress(reach_tol=0.01, hold_steps=2, timeout=50.0, still_speed=0.001,
+                        transit_rest=True)
+    assert [s.update(0.04 * k, 'lift', target, target + [0.0, 0.0, 0.012 - 0.004 * k], 0.0)
+            for k in range(3)] == ['active'] * 3
 
 
 def test_slow_but_steady_progress_is_not_stale():

@@ -15,6 +15,9 @@ PLACING_SKILLS = ('place',)
 OBJECT_SKILLS = ('grasp', 'lift', 'place', 'descend')
 # skills that only change the gripper (the TCP holds its pose)
 GRIPPER_SKILLS = ('grasp', 'release')
+# motion skills whose target pose is the point of the step (where the tool grasps, places or
+# touches), not a way-station: their completion waits for the tool to converge
+PRECISION_SKILLS = ('descend', 'place', 'touch', 'move_to')
 
 # colour name -> RGBA used by the simulator (order = ``OBJECT_COLORS``)
 COLOR_RGBA = {

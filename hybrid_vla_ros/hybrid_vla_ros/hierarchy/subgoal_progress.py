@@ -1,21 +1,36 @@
 """When is the active sub-goal done? Decided from the measured state only (no ground truth).
 
 A sub-goal is complete when the tool is within ``reach_tol`` of its target for
-``hold_steps`` consecutive updates and, for a motion skill, has come to rest there (moving
-slower than ``still_speed``: the arm has finished its approach, so the error left is what the
-motor policy converged to, not a snapshot of it passing within ``reach_tol``) or has spent
-``max_dwell`` s in all within ``reach_tol`` (a stochastic policy that dithers near the target,
-in and out of the ball, never rests); a gripper skill (grasp, release) needs instead the gripper
-settled in the commanded state, with no rest asked of the tool. A sub-goal that makes no
-progress for ``timeout`` seconds is reported stale (the strategic planner then re-plans):
-progress is the tool getting ``progress_tol`` closer to the target than it has been, or the
-gripper moving. Slow but steady execution (a loaded machine, a slow arm) is never mistaken for
-a stuck one; a sub-goal re-planned while it was still being executed would replace the plan
-with one made from a half-done scene.
+``hold_steps`` consecutive updates and, for a precision skill (``PRECISION_SKILLS``: descend,
+place, touch, move_to: the target pose is the point of the step), has come to rest there or has
+stopped closing in on it:
+
+- at rest: over the last ``rest_window`` s the tool has stayed within ``still_speed`` x
+  ``rest_window`` of where it is now (a window, not one update: the turning point of an
+  oscillation is slow for an instant but not at rest), so the error left is what the motor policy
+  converged to, not a snapshot of it passing through;
+- stopped closing in: ``max_dwell`` s spent in all within ``reach_tol`` since the closest
+  approach last improved by the fraction ``dwell_gain`` (a stochastic policy that dithers near
+  the target, in and out of the ball, never rests; one that is still converging keeps improving
+  its closest approach and is given the time).
+
+A transit skill (move_above, lift, retreat: a way-station) is done on reaching ``reach_tol``
+(with ``transit_rest``, once at rest or after ``max_dwell`` s within, as a precision skill
+without the closing-in extension): waiting there for the arm to stop only spends the task's
+time.
+A gripper skill (grasp, release) needs instead the gripper settled in the commanded state, with
+no rest asked of the tool. A sub-goal that makes no progress for ``timeout`` seconds is reported
+stale (the strategic planner then re-plans): progress is the tool getting ``progress_tol`` closer
+to the target than it has been, or the gripper moving. Slow but steady execution (a loaded
+machine, a slow arm) is never mistaken for a stuck one; a sub-goal re-planned while it was still
+being executed would replace the plan with one made from a half-done scene.
 """
+from collections import deque
 from typing import Optional
 
 import numpy as np
+
+from ..domain.vocabulary import PRECISION_SKILLS
 
 GRIPPER_SKILLS = {'grasp': True, 'release': False}  # skill -> wants closed
 
@@ -23,9 +38,11 @@ GRIPPER_SKILLS = {'grasp': True, 'release': False}  # skill -> wants closed
 class SubgoalProgress:
     def __init__(self, reach_tol: float = 0.01, settle_tol: float = 0.02, hold_steps: int = 2,
                  timeout: float = 20.0, progress_tol: float = 0.005, still_speed: float = 0.001,
-                 max_dwell: float = 1.0):
+                 max_dwell: float = 1.0, rest_window: float = 0.2, dwell_gain: float = 0.2,
+                 transit_rest: bool = False):
+        self.transit_rest = transit_rest
         self.reach_tol, self.settle_tol, self.still_speed = reach_tol, settle_tol, still_speed
-        self.max_dwell = max_dwell
+        self.max_dwell, self.rest_window, self.dwell_gain = max_dwell, rest_window, dwell_gain
         self.hold_steps, self.timeout = hold_steps, timeout
         self.progress_tol = progress_tol
         self.reset(None)
@@ -34,7 +51,9 @@ class SubgoalProgress:
         self.started_at = started_at   # of the sub-goal, then of its last progress
         self.prev_g = None
         self.prev_tool = None  # (time, tool position) of the last update
-        self.within_time = 0.0  # time spent within reach_tol so far (s)
+        self.recent = deque()  # (time, tool position) of the updates of the last rest_window s
+        self.within_time = 0.0  # time within reach_tol since the closest approach improved (s)
+        self.within_best = None  # closest approach within reach_tol (m)
         self.prev_within = False
         self.count = 0
         self.best = None      # closest distance to the target so far (m)
@@ -47,17 +66,16 @@ class SubgoalProgress:
         settled = self.prev_g is not None and abs(gripper - self.prev_g) < self.settle_tol
         self.prev_g = gripper
         tool_pos = np.asarray(tool_pos, float)
-        still = False
-        if self.prev_tool is not None and now > self.prev_tool[0]:
-            speed = float(np.linalg.norm(tool_pos - self.prev_tool[1])) / (now - self.prev_tool[0])
-            still = speed < self.still_speed
-        elif self.prev_tool is not None:   # the same instant again: judged as the last one was
-            still = self.count > 0
         dt = now - self.prev_tool[0] if self.prev_tool is not None else 0.0
         self.prev_tool = (now, tool_pos)
+        still = self._at_rest(now, tool_pos)
         dist = float(np.linalg.norm(np.asarray(target_pos) - tool_pos))
         within = dist < self.reach_tol
-        if within and self.prev_within:
+        precise = skill in PRECISION_SKILLS
+        if within and (self.within_best is None
+                       or (precise and dist < (1.0 - self.dwell_gain) * self.within_best)):
+            self.within_best, self.within_time = dist, 0.0   # still closing in
+        elif within and self.prev_within:
             self.within_time += max(dt, 0.0)
         self.prev_within = within
         at_rest = still or self.within_time >= self.max_dwell
@@ -68,14 +86,30 @@ class SubgoalProgress:
         if skill in GRIPPER_SKILLS:
             closed = GRIPPER_SKILLS[skill]
             ok = within and settled and ((gripper > 0.3) if closed else (gripper < 0.2))
-        else:
+        elif precise or self.transit_rest:
             ok = within and at_rest
+        else:
+            ok = within
         self.count = self.count + 1 if ok else 0
         if self.count >= self.hold_steps:
             return 'done'
         if now - self.started_at > self.timeout:
             return 'stale'
         return 'active'
+
+    def _at_rest(self, now: float, tool_pos) -> bool:
+        """The tool has stayed within ``still_speed`` x ``rest_window`` of ``tool_pos`` for the
+        last ``rest_window`` s."""
+        recent = self.recent
+        if recent and now < recent[-1][0]:
+            recent.clear()   # time went back: a new clock
+        recent.append((now, tool_pos))
+        while len(recent) > 1 and recent[1][0] <= now - self.rest_window + 1e-9:
+            recent.popleft()
+        if now - recent[0][0] < self.rest_window - 1e-9:
+            return False     # not watched for a whole window yet
+        radius = self.still_speed * self.rest_window
+        return all(float(np.linalg.norm(p - tool_pos)) <= radius for _, p in recent)
 
 
 def anchor_final_waypoint(waypoints, target_pos, target_quat):
