@@ -28,7 +28,12 @@ from hybrid_vla_ros.planning.skills import (
     validate_steps,
 )
 from hybrid_vla_ros.planning.strategic_planner import DEFAULT_CHECKPOINT, compile_plan
-from hybrid_vla_ros.planning.subgoal_decoder import tokens_to_steps
+from hybrid_vla_ros.planning.subgoal_decoder import (
+    COLOR_CLASSES,
+    SHAPE_CLASSES,
+    distinct_roles,
+    tokens_to_steps,
+)
 from hybrid_vla_ros.planning.tactical_planner import TACTICAL_WORKSPACE
 
 torch.set_num_threads(1)
@@ -128,6 +133,31 @@ def test_prompt_lists_only_allow_listed_skills():
 def test_decoded_roles_must_exist():
     with pytest.raises(PlanningError):
         tokens_to_steps([('grasp', 'B', '')], {'A_color': 'red', 'A_shape': 'cube'})
+
+
+def test_roles_a_and_b_are_decoded_as_different_objects():
+    def probs(classes, weights):
+        p = torch.full((len(classes),), 1e-3)
+        for name, w in weights.items():
+            p[classes.index(name)] = w
+        return p / p.sum()
+    cube = probs(SHAPE_CLASSES, {'cube': 0.99})
+    # 'stack the green cube on the orange cube after placing the orange cube ...': both
+    # argmaxes say orange; B's next best (green) keeps the larger joint probability
+    a_col = probs(COLOR_CLASSES, {'orange': 0.8, 'green': 0.1})
+    b_col = probs(COLOR_CLASSES, {'orange': 0.45, 'green': 0.38})
+    (ac, as_), (bc, bs) = distinct_roles(a_col, cube, b_col, cube)
+    assert (COLOR_CLASSES[ac], COLOR_CLASSES[bc]) == ('orange', 'green')
+    assert SHAPE_CLASSES[as_] == SHAPE_CLASSES[bs] == 'cube'
+    # the converse: B is the surer one, so A moves to its next best
+    (ac, _), (bc, _) = distinct_roles(b_col, cube, a_col, cube)
+    assert (COLOR_CLASSES[ac], COLOR_CLASSES[bc]) == ('green', 'orange')
+    # distinct argmaxes and an absent role (<none>) are left alone
+    red = probs(COLOR_CLASSES, {'red': 0.9})
+    assert distinct_roles(a_col, cube, red, cube)[1][0] == COLOR_CLASSES.index('red')
+    none = probs(COLOR_CLASSES, {'<none>': 0.9})
+    nshape = probs(SHAPE_CLASSES, {'<none>': 0.9})
+    assert distinct_roles(none, nshape, none, nshape) == ((0, 0), (0, 0))
 
 
 def test_compiled_targets_follow_the_scripted_expert(sim):

@@ -152,10 +152,32 @@ class SubgoalDecoder(nn.Module):
             confs.append(c)
         pc = out['colors'][0].softmax(-1)
         ps = out['shapes'][0].softmax(-1)
-        attrs = {'A_color': COLOR_CLASSES[int(pc[0].argmax())],
-                 'B_color': COLOR_CLASSES[int(pc[1].argmax())],
-                 'P_color': COLOR_CLASSES[int(pc[2].argmax())],
-                 'A_shape': SHAPE_CLASSES[int(ps[0].argmax())],
-                 'B_shape': SHAPE_CLASSES[int(ps[1].argmax())]}
-        attr_conf = float(torch.cat([pc.max(-1).values, ps.max(-1).values]).min())
+        (ac, as_), (bc, bs) = distinct_roles(pc[0], ps[0], pc[1], ps[1])
+        pcol = int(pc[2].argmax())
+        attrs = {'A_color': COLOR_CLASSES[ac], 'B_color': COLOR_CLASSES[bc],
+                 'P_color': COLOR_CLASSES[pcol], 'A_shape': SHAPE_CLASSES[as_],
+                 'B_shape': SHAPE_CLASSES[bs]}
+        attr_conf = float(min(pc[0][ac], pc[1][bc], pc[2][pcol], ps[0][as_], ps[1][bs]))
         return tokens, attrs, [c * attr_conf for c in confs]
+
+
+def distinct_roles(a_color, a_shape, b_color, b_shape) -> tuple:
+    """The most probable (colour, shape) class indices of roles A and B (probability vectors
+    over ``COLOR_CLASSES`` / ``SHAPE_CLASSES``) under the constraint that the two roles are
+    different objects: when both argmaxes name the same object (a sentence that names one of
+    them twice, 'stack the green cube on the orange cube after placing the orange cube ...'),
+    the assignment with the larger joint probability among 'A keeps its best, B takes its best
+    other object' and the converse. Index 0 (<none>) is never constrained."""
+    def best(pcol, pshape, avoid=None):
+        joint = pcol[:, None] * pshape[None, :]
+        if avoid is not None:
+            joint = joint.clone()
+            joint[avoid] = -1.0
+        k = int(joint.argmax())
+        return (k // joint.shape[1], k % joint.shape[1]), float(joint.view(-1)[k])
+
+    (a, pa), (b, pb) = best(a_color, a_shape), best(b_color, b_shape)
+    if a != b or a[0] == 0 or a[1] == 0:
+        return a, b
+    (b2, pb2), (a2, pa2) = best(b_color, b_shape, avoid=a), best(a_color, a_shape, avoid=b)
+    return (a, b2) if pa * pb2 >= pa2 * pb else (a2, b)
