@@ -18,6 +18,7 @@ A transit skill (move_above, lift, retreat: a way-station) is done on reaching `
 (with ``transit_rest``, once at rest or after ``max_dwell`` s within, as a precision skill
 without the closing-in extension): waiting there for the arm to stop only spends the task's
 time.
+
 A gripper skill (grasp, release) needs instead the gripper settled in the commanded state, with
 no rest asked of the tool. A sub-goal that makes no progress for ``timeout`` seconds is reported
 stale (the strategic planner then re-plans): progress is the tool getting ``progress_tol`` closer
@@ -40,18 +41,17 @@ class SubgoalProgress:
                  timeout: float = 20.0, progress_tol: float = 0.005, still_speed: float = 0.001,
                  max_dwell: float = 1.0, rest_window: float = 0.2, dwell_gain: float = 0.2,
                  transit_rest: bool = False):
-        self.transit_rest = transit_rest
         self.reach_tol, self.settle_tol, self.still_speed = reach_tol, settle_tol, still_speed
         self.max_dwell, self.rest_window, self.dwell_gain = max_dwell, rest_window, dwell_gain
         self.hold_steps, self.timeout = hold_steps, timeout
-        self.progress_tol = progress_tol
+        self.progress_tol, self.transit_rest = progress_tol, transit_rest
         self.reset(None)
 
     def reset(self, started_at: Optional[float]) -> None:
         self.started_at = started_at   # of the sub-goal, then of its last progress
         self.prev_g = None
-        self.prev_tool = None  # (time, tool position) of the last update
-        self.recent = deque()  # (time, tool position) of the updates of the last rest_window s
+        self.recent = deque()  # (time, tool position) of the updates of the last rest_window s,
+        #                        the last update's last
         self.within_time = 0.0  # time within reach_tol since the closest approach improved (s)
         self.within_best = None  # closest approach within reach_tol (m)
         self.prev_within = False
@@ -66,8 +66,7 @@ class SubgoalProgress:
         settled = self.prev_g is not None and abs(gripper - self.prev_g) < self.settle_tol
         self.prev_g = gripper
         tool_pos = np.asarray(tool_pos, float)
-        dt = now - self.prev_tool[0] if self.prev_tool is not None else 0.0
-        self.prev_tool = (now, tool_pos)
+        dt = now - self.recent[-1][0] if self.recent else 0.0   # since the last update
         still = self._at_rest(now, tool_pos)
         dist = float(np.linalg.norm(np.asarray(target_pos) - tool_pos))
         within = dist < self.reach_tol
